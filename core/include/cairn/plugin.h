@@ -1,0 +1,219 @@
+/*
+ * cairn/plugin.h - plugin ABI, version 1.
+ *
+ * A plugin is a shared object that exports exactly one symbol,
+ * CAIRN_PLUGIN_ENTRY_SYM ("cairn_plugin_v1"), a function that returns the
+ * plugin's descriptor.  Use CAIRN_PLUGIN_DEFINE() to write it.
+ *
+ * Versioning: the host function table (cairn_host) and the descriptor
+ * (cairn_plugin_desc) both start with { abi_version, size }.  Both only
+ * ever grow at the end.  The host refuses a descriptor whose ABI major
+ * differs from its own, or whose size is below the v1.0 size; it reads
+ * fields past desc->size as absent.  A plugin must check host->size before
+ * calling a function added in a later minor (CAIRN_HOST_HAS()).
+ *
+ * Lifecycle, all called by the host on its own thread, never concurrently:
+ *   init(host, self, config, &state)   config validated and filled already
+ *   start(state)                       subscriptions, services, threads
+ *   [run(state)]                       optional, on a thread of its own;
+ *                                      must return once host->sleep()
+ *                                      returns 0 or stop() was called
+ *   stop(state)                        no new work; after it returns, no
+ *                                      callback of the plugin runs again
+ *   fini(state)                        free everything
+ * If init fails, nothing else is called.  If start fails, stop and fini
+ * are still called.
+ *
+ * Threads: every subscription, queue consumer and service gets a delivery
+ * thread of its own; callbacks for one of them never run concurrently with
+ * each other, and run in arrival order.
+ *
+ * Ownership: everything passed into a callback is borrowed for the
+ * duration of the call.  Strings in the filled config struct are owned by
+ * the host and stay valid until fini returns.
+ */
+#ifndef CAIRN_PLUGIN_H
+#define CAIRN_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cairn/envelope.h>
+#include <cairn/err.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CAIRN_ABI_MAJOR 1
+#define CAIRN_ABI_MINOR 0
+#define CAIRN_ABI_VERSION ((uint32_t)((CAIRN_ABI_MAJOR << 16) | CAIRN_ABI_MINOR))
+#define CAIRN_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
+#define CAIRN_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
+
+#define CAIRN_PLUGIN_ENTRY_SYM "cairn_plugin_v1"
+
+/* ---- typed configuration table ---------------------------------------- */
+
+typedef enum cairn_cfg_type {
+    CAIRN_CFG_END = 0, /* terminates a table */
+    CAIRN_CFG_STRING,  /* const char *            (host-owned)        */
+    CAIRN_CFG_INT,     /* int64_t                 min..max checked    */
+    CAIRN_CFG_DOUBLE,  /* double                  min..max checked    */
+    CAIRN_CFG_BOOL,    /* bool                                        */
+    CAIRN_CFG_DURATION,/* uint64_t milliseconds:  "250ms" "5s" "2m" "1h" "1d" or a bare ms number */
+    CAIRN_CFG_SIZE,    /* uint64_t bytes:         "512", "64KiB", "10MiB", "1GiB" */
+    CAIRN_CFG_ENUM,    /* int: index into choices (a '|'-separated list) */
+    CAIRN_CFG_STRLIST, /* cairn_cfg_list of const char *              */
+    CAIRN_CFG_LIST,    /* cairn_cfg_list of structs described by sub  */
+    CAIRN_CFG_MAP,     /* a struct described by sub, embedded at offset */
+} cairn_cfg_type;
+
+/* Filled by the host for CAIRN_CFG_STRLIST and CAIRN_CFG_LIST. */
+typedef struct cairn_cfg_list {
+    void  *items; /* array of count elements (const char * or the struct) */
+    size_t count;
+} cairn_cfg_list;
+
+typedef struct cairn_cfg_field {
+    const char    *name;        /* key in the YAML map */
+    cairn_cfg_type type;
+    const char    *def;         /* default in YAML scalar syntax; NULL = required
+                                   (for LIST/STRLIST/MAP: NULL = empty/defaults) */
+    size_t         offset;      /* offsetof() in the config struct */
+    const char    *description; /* one line; produces the documentation */
+    double         min, max;    /* INT, DOUBLE, DURATION, SIZE; both 0 = no range */
+    const char    *choices;     /* ENUM: "reject|drop_oldest" */
+    const struct cairn_cfg_field *sub; /* LIST, MAP: element fields */
+    size_t         elem_size;   /* LIST: sizeof one element */
+} cairn_cfg_field;
+
+/* ---- runtime services offered to plugins -------------------------------- */
+
+typedef struct cairn_plugin cairn_plugin; /* the host's handle for one instance */
+typedef struct cairn_sub    cairn_sub;    /* a subscription or queue consumer */
+typedef struct cairn_svc    cairn_svc;    /* a registered service */
+typedef struct cairn_out    cairn_out;    /* a reply being built */
+
+typedef enum cairn_log_level {
+    CAIRN_LOG_ERROR = 0,
+    CAIRN_LOG_WARN  = 1,
+    CAIRN_LOG_INFO  = 2,
+    CAIRN_LOG_DEBUG = 3,
+} cairn_log_level;
+
+/* Called once per delivered message. */
+typedef void (*cairn_msg_fn)(void *arg, const cairn_envelope *env);
+
+/*
+ * A service handler.  It appends its reply with host->out_append() and
+ * returns the status the caller sees in cairn_reply.status.
+ */
+typedef cairn_err (*cairn_serve_fn)(void *arg, const cairn_envelope *req,
+                                    cairn_out *out);
+
+/* The caller's view of a reply.  Release with host->reply_fini(). */
+typedef struct cairn_reply {
+    cairn_err      status;  /* what the service handler returned */
+    const uint8_t *data;    /* reply payload; valid until reply_fini */
+    size_t         len;
+    void          *impl_;   /* private */
+} cairn_reply;
+
+/* Options of one publish; NULL means all defaults. */
+typedef struct cairn_pub_opts {
+    const char    *key;     /* ordering key; NULL = topic */
+    const char    *ctype;   /* content type; NULL = none */
+    const uint8_t *corr;    /* CAIRN_ID_LEN bytes or NULL */
+} cairn_pub_opts;
+
+typedef struct cairn_host {
+    uint32_t abi_version; /* CAIRN_ABI_VERSION of the host */
+    uint32_t size;        /* sizeof(cairn_host) of the host */
+
+    /* Logging, tagged with the plugin's instance name. */
+    void (*log)(cairn_plugin *self, cairn_log_level level, const char *fmt,
+                ...) CAIRN_PRINTF(3, 4);
+
+    /* Instance name from the config, and the runtime's name. */
+    const char *(*name)(cairn_plugin *self);
+    const char *(*runtime_name)(cairn_plugin *self);
+
+    /* Sleeps up to ms; returns false as soon as the plugin is stopping. */
+    bool (*sleep)(cairn_plugin *self, uint32_t ms);
+
+    /* Publish/subscribe; filters use MQTT syntax ("a/+/c", "a/#"). */
+    cairn_err (*publish)(cairn_plugin *self, const char *topic,
+                         const void *payload, size_t len,
+                         const cairn_pub_opts *opts);
+    /* Publishes a whole envelope; id and ts are filled in when zero. */
+    cairn_err (*publish_env)(cairn_plugin *self, const cairn_envelope *env);
+    cairn_err (*subscribe)(cairn_plugin *self, const char *filter,
+                           cairn_msg_fn fn, void *arg, cairn_sub **subp);
+    void (*unsubscribe)(cairn_sub *sub);
+
+    /* Work queues: each message goes to exactly one consumer. */
+    cairn_err (*queue_push)(cairn_plugin *self, const char *queue,
+                            const void *payload, size_t len,
+                            uint32_t timeout_ms);
+    cairn_err (*queue_consume)(cairn_plugin *self, const char *queue,
+                               cairn_msg_fn fn, void *arg, cairn_sub **subp);
+
+    /* Request/reply services by name.  Every call has a deadline. */
+    cairn_err (*serve)(cairn_plugin *self, const char *service,
+                       cairn_serve_fn fn, void *arg, cairn_svc **svcp);
+    void (*unserve)(cairn_svc *svc);
+    cairn_err (*call)(cairn_plugin *self, const char *service,
+                      const void *req, size_t len, uint32_t timeout_ms,
+                      cairn_reply *reply);
+    cairn_err (*out_append)(cairn_out *out, const void *data, size_t len);
+    void (*reply_fini)(cairn_reply *reply);
+
+    /* Counts an error against the plugin (shows in metrics). */
+    void (*count_error)(cairn_plugin *self);
+} cairn_host;
+
+/* True when the host table provides member m (added in a later minor). */
+#define CAIRN_HOST_HAS(host, m)                                            \
+    ((host)->size >= offsetof(cairn_host, m) + sizeof((host)->m))
+
+/* ---- the descriptor a plugin exports ------------------------------------ */
+
+typedef struct cairn_plugin_desc {
+    uint32_t abi_version; /* CAIRN_ABI_VERSION the plugin was built with */
+    uint32_t size;        /* sizeof(cairn_plugin_desc) the plugin saw */
+
+    const char *name;        /* kind of plugin, e.g. "sensor-sim" */
+    const char *version;     /* the plugin's own version */
+    const char *description; /* one line */
+
+    const cairn_cfg_field *config; /* terminated by CAIRN_CFG_END; may be NULL */
+    size_t config_size;            /* sizeof the struct config fills */
+
+    cairn_err (*init)(const cairn_host *host, cairn_plugin *self,
+                      const void *config, void **statep);
+    cairn_err (*start)(void *state);
+    void (*run)(void *state); /* optional */
+    void (*stop)(void *state);
+    void (*fini)(void *state);
+} cairn_plugin_desc;
+
+typedef const cairn_plugin_desc *(*cairn_plugin_entry_fn)(void);
+
+/* Size of the v1.0 descriptor: the least the host accepts. */
+#define CAIRN_PLUGIN_DESC_V1_0_SIZE                                        \
+    (offsetof(cairn_plugin_desc, fini) + sizeof(void (*)(void *)))
+
+#define CAIRN_PLUGIN_DEFINE(descvar)                                       \
+    CAIRN_EXPORT const cairn_plugin_desc *cairn_plugin_v1(void);           \
+    const cairn_plugin_desc *cairn_plugin_v1(void)                         \
+    {                                                                      \
+        return &(descvar);                                                 \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CAIRN_PLUGIN_H */

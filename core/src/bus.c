@@ -1,0 +1,2 @@
+/* bus.c - placeholder until the module lands. */
+#include "cairni.h"

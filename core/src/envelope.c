@@ -1,0 +1,2 @@
+/* envelope.c - placeholder until the module lands. */
+#include "cairni.h"

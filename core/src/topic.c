@@ -1,0 +1,2 @@
+/* topic.c - placeholder until the module lands. */
+#include "cairni.h"
