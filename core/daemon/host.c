@@ -1,1 +1,372 @@
-/* placeholder */
+/*
+ * host.c - the cairn_host table: what a plugin can ask of the runtime.
+ *
+ * Every entry takes the plugin's own handle, so the runtime can count per
+ * plugin and release, at stop, whatever the plugin left registered.  The
+ * cairn_sub and cairn_svc handles given to a plugin are cd_handle
+ * pointers: the handle remembers its owner, so unsubscribe needs no
+ * search.  A plugin's handle list is guarded by its lock; callbacks run on
+ * the bus's delivery threads, never under that lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cairnd.h"
+
+static void
+host_log(cairn_plugin *self, cairn_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cairni_vlog(level, self->cfg->name, fmt, ap);
+    va_end(ap);
+}
+
+static const char *
+host_name(cairn_plugin *self)
+{
+    return self->cfg->name;
+}
+
+static const char *
+host_runtime_name(cairn_plugin *self)
+{
+    return self->rt->cfg->runtime.name;
+}
+
+static bool
+host_sleep(cairn_plugin *self, uint32_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&self->lock);
+    int rv = 0;
+    while (!atomic_load(&self->stopping) && rv != ETIMEDOUT) {
+        rv = pthread_cond_timedwait(&self->cv, &self->lock, &until);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return !atomic_load(&self->stopping);
+}
+
+void
+cd_host_wake(cairn_plugin *p)
+{
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static cairn_err
+host_count(cairn_plugin *self, cairn_err rv)
+{
+    if (rv != CAIRN_OK) {
+        atomic_fetch_add(&self->errors, 1);
+    }
+    return rv;
+}
+
+static cairn_err
+host_publish_env(cairn_plugin *self, const cairn_envelope *env)
+{
+    if (atomic_load(&self->stopping)) {
+        return CAIRN_ECLOSED;
+    }
+    cairn_err rv = cairni_bus_publish(self->rt->bus, env);
+    if (rv == CAIRN_OK) {
+        atomic_fetch_add(&self->published, 1);
+    }
+    return host_count(self, rv);
+}
+
+static void
+host_fill(cairn_envelope *env, const char *topic, const void *payload,
+          size_t len, const cairn_pub_opts *opts)
+{
+    cairn_envelope_init(env);
+    env->topic       = cairn_str_c(topic);
+    env->payload.ptr = payload;
+    env->payload.len = len;
+    if (opts == NULL) {
+        return;
+    }
+    if (opts->key != NULL) {
+        env->key = cairn_str_c(opts->key);
+        env->flags |= CAIRN_ENV_HAS_KEY;
+    }
+    if (opts->ctype != NULL) {
+        env->ctype = cairn_str_c(opts->ctype);
+        env->flags |= CAIRN_ENV_HAS_CTYPE;
+    }
+    if (opts->corr != NULL) {
+        memcpy(env->corr, opts->corr, CAIRN_ID_LEN);
+        env->flags |= CAIRN_ENV_HAS_CORR;
+    }
+}
+
+static cairn_err
+host_publish(cairn_plugin *self, const char *topic, const void *payload,
+             size_t len, const cairn_pub_opts *opts)
+{
+    cairn_envelope env;
+    if (topic == NULL || (payload == NULL && len > 0)) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    host_fill(&env, topic, payload, len, opts);
+    return host_publish_env(self, &env);
+}
+
+static void
+host_deliver(void *arg, const cairn_envelope *env)
+{
+    cd_handle *h = arg;
+    atomic_fetch_add(&h->owner->delivered, 1);
+    h->fn(h->arg, env);
+}
+
+static cairn_err
+host_handle_new(cairn_plugin *self, cairn_msg_fn fn, void *arg,
+                cd_handle **hp)
+{
+    if (atomic_load(&self->stopping)) {
+        return CAIRN_ECLOSED;
+    }
+    cd_handle *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    h->owner = self;
+    h->fn    = fn;
+    h->arg   = arg;
+    *hp      = h;
+    return CAIRN_OK;
+}
+
+static void
+host_handle_link(cd_handle *h)
+{
+    pthread_mutex_lock(&h->owner->lock);
+    h->next          = h->owner->handles;
+    h->owner->handles = h;
+    pthread_mutex_unlock(&h->owner->lock);
+}
+
+static cairn_err
+host_subscribe_kind(cairn_plugin *self, const char *name, bool queue,
+                    cairn_msg_fn fn, void *arg, cairn_sub **subp)
+{
+    cd_handle *h;
+    cairn_err  rv;
+    if (name == NULL || fn == NULL || subp == NULL) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    if ((rv = host_handle_new(self, fn, arg, &h)) != CAIRN_OK) {
+        return host_count(self, rv);
+    }
+    if (queue) {
+        rv = cairni_bus_queue_consume(self->rt->bus, name, self->cfg->name,
+                                      host_deliver, h, &h->sub);
+    } else {
+        rv = cairni_bus_subscribe(self->rt->bus, name, self->cfg->name,
+                                  host_deliver, h, &h->sub);
+    }
+    if (rv != CAIRN_OK) {
+        free(h);
+        return host_count(self, rv);
+    }
+    host_handle_link(h);
+    *subp = (cairn_sub *)h;
+    return CAIRN_OK;
+}
+
+static cairn_err
+host_subscribe(cairn_plugin *self, const char *filter, cairn_msg_fn fn,
+               void *arg, cairn_sub **subp)
+{
+    return host_subscribe_kind(self, filter, false, fn, arg, subp);
+}
+
+static cairn_err
+host_queue_consume(cairn_plugin *self, const char *queue, cairn_msg_fn fn,
+                   void *arg, cairn_sub **subp)
+{
+    return host_subscribe_kind(self, queue, true, fn, arg, subp);
+}
+
+/* Unlinks h from its owner; false if it was not linked (already gone). */
+static bool
+host_handle_unlink(cd_handle *h)
+{
+    bool found = false;
+    pthread_mutex_lock(&h->owner->lock);
+    for (cd_handle **pp = &h->owner->handles; *pp != NULL;
+         pp             = &(*pp)->next) {
+        if (*pp == h) {
+            *pp   = h->next;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->owner->lock);
+    return found;
+}
+
+static void
+host_handle_release(cd_handle *h)
+{
+    if (h->sub != NULL) {
+        cairni_bus_unsubscribe(h->sub);
+    }
+    if (h->svc != NULL) {
+        cairni_bus_unserve(h->svc);
+    }
+    free(h);
+}
+
+static void
+host_unsubscribe(cairn_sub *sub)
+{
+    cd_handle *h = (cd_handle *)sub;
+    if (h != NULL && host_handle_unlink(h)) {
+        host_handle_release(h);
+    }
+}
+
+void
+cd_host_release_all(cairn_plugin *p)
+{
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        cd_handle *h = p->handles;
+        if (h != NULL) {
+            p->handles = h->next;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (h == NULL) {
+            return;
+        }
+        host_handle_release(h);
+    }
+}
+
+static cairn_err
+host_queue_push(cairn_plugin *self, const char *queue, const void *payload,
+                size_t len, uint32_t timeout_ms)
+{
+    cairn_envelope env;
+    if (queue == NULL || (payload == NULL && len > 0)) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    host_fill(&env, queue, payload, len, NULL);
+    cairn_err rv =
+        cairni_bus_queue_push(self->rt->bus, queue, &env, timeout_ms);
+    if (rv == CAIRN_OK) {
+        atomic_fetch_add(&self->published, 1);
+    }
+    return host_count(self, rv);
+}
+
+static cairn_err
+host_serve_call(void *arg, const cairn_envelope *req, cairn_out *out)
+{
+    cd_handle     *h  = arg;
+    cairn_serve_fn fn = (cairn_serve_fn)(void (*)(void))h->fn;
+    atomic_fetch_add(&h->owner->calls, 1);
+    cairn_err rv = fn(h->arg, req, out);
+    if (rv != CAIRN_OK) {
+        atomic_fetch_add(&h->owner->errors, 1);
+    }
+    return rv;
+}
+
+static cairn_err
+host_serve(cairn_plugin *self, const char *service, cairn_serve_fn fn,
+           void *arg, cairn_svc **svcp)
+{
+    cd_handle *h;
+    cairn_err  rv;
+    if (service == NULL || fn == NULL) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    /* The handle keeps the serve function in its generic slot. */
+    rv = host_handle_new(self, (cairn_msg_fn)(void (*)(void))fn, arg, &h);
+    if (rv != CAIRN_OK) {
+        return host_count(self, rv);
+    }
+    rv = cairni_bus_serve(self->rt->bus, service, self->cfg->name,
+                          host_serve_call, h, &h->svc);
+    if (rv != CAIRN_OK) {
+        free(h);
+        return host_count(self, rv);
+    }
+    host_handle_link(h);
+    if (svcp != NULL) {
+        *svcp = (cairn_svc *)h;
+    }
+    return CAIRN_OK;
+}
+
+static void
+host_unserve(cairn_svc *svc)
+{
+    host_unsubscribe((cairn_sub *)svc);
+}
+
+static cairn_err
+host_call(cairn_plugin *self, const char *service, const void *req,
+          size_t len, uint32_t timeout_ms, cairn_reply *reply)
+{
+    cairn_envelope env;
+    if (service == NULL || reply == NULL || (req == NULL && len > 0)) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    host_fill(&env, service, req, len, NULL);
+    return host_count(self, cairni_bus_call(self->rt->bus, service, &env,
+                                            timeout_ms, reply));
+}
+
+static cairn_err
+host_out_append(cairn_out *out, const void *data, size_t len)
+{
+    return cairni_out_append(out, data, len);
+}
+
+static void
+host_reply_fini(cairn_reply *reply)
+{
+    cairni_reply_fini(reply);
+}
+
+static void
+host_count_error(cairn_plugin *self)
+{
+    atomic_fetch_add(&self->errors, 1);
+}
+
+const cairn_host cd_host = {
+    .abi_version   = CAIRN_ABI_VERSION,
+    .size          = sizeof(cairn_host),
+    .log           = host_log,
+    .name          = host_name,
+    .runtime_name  = host_runtime_name,
+    .sleep         = host_sleep,
+    .publish       = host_publish,
+    .publish_env   = host_publish_env,
+    .subscribe     = host_subscribe,
+    .unsubscribe   = host_unsubscribe,
+    .queue_push    = host_queue_push,
+    .queue_consume = host_queue_consume,
+    .serve         = host_serve,
+    .unserve       = host_unserve,
+    .call          = host_call,
+    .out_append    = host_out_append,
+    .reply_fini    = host_reply_fini,
+    .count_error   = host_count_error,
+};

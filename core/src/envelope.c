@@ -1,2 +1,990 @@
-/* envelope.c - placeholder until the module lands. */
+/*
+ * envelope.c - the CBOR envelope codec and message ids.
+ *
+ * Encoding writes one definite-length map with keys in ascending order
+ * straight into the caller's buffer with libcbor's buffer encoders.  The
+ * size is computed first, so a short buffer is refused before a byte is
+ * written, and only what the decoder accepts is ever encoded.
+ *
+ * Decoding takes untrusted bytes and allocates nothing.  It walks the
+ * input one data item at a time with cbor_stream_decode(): the callbacks
+ * only describe the item just read (env_item), and the structure is
+ * checked here by plain recursive descent.  Invariants of the walk:
+ *
+ *   - dec->pos never passes dec->len; a string is accepted only when all
+ *     of its declared bytes are present (libcbor reports NEDATA otherwise,
+ *     and an 8-byte length is checked here first so that no cast to a
+ *     32-bit size_t can shorten it);
+ *   - a container is entered only when its declared count could fit in
+ *     the bytes that remain, so counts never drive work beyond the input;
+ *   - unknown values are skipped within CAIRN_ENV_MAX_DEPTH levels of
+ *     nesting and CAIRN_ENV_MAX_ITEMS items for the whole envelope, so
+ *     recursion depth and total work are bounded whatever the input.
+ *
+ * libcbor 0.8 refuses a few well-formed heads (tags 6..20, simple values
+ * 0..19 and the two-byte simple value); env_next() reads those itself so
+ * that such values inside unknown keys are skipped like any other.
+ *
+ * Ids follow the UUIDv7 layout.  The 48-bit millisecond and the 12-bit
+ * sequence form one 60-bit counter that only ever grows (compare and swap),
+ * so ids strictly increase even within one millisecond or when the wall
+ * clock steps back; an exhausted sequence carries into the millisecond.
+ * The 62 random bits come from a per-thread pool refilled by getrandom().
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cbor.h>
+
 #include "cairni.h"
+
+/* Map keys of the fields. */
+enum {
+    ENV_K_PAYLOAD = 0,
+    ENV_K_ID      = 1,
+    ENV_K_TOPIC   = 2,
+    ENV_K_TS      = 3,
+    ENV_K_CORR    = 4,
+    ENV_K_CTYPE   = 5,
+    ENV_K_HEADERS = 6,
+    ENV_K_ATTEMPT = 7,
+    ENV_K_KEY     = 8,
+    ENV_K_LAST    = ENV_K_KEY,
+};
+
+#define ENV_REQUIRED                                                         \
+    ((1u << ENV_K_PAYLOAD) | (1u << ENV_K_ID) | (1u << ENV_K_TOPIC) |        \
+     (1u << ENV_K_TS))
+
+void
+cairn_envelope_init(cairn_envelope *env)
+{
+    memset(env, 0, sizeof(*env));
+}
+
+cairn_str
+cairn_str_c(const char *s)
+{
+    cairn_str str = {s, s != NULL ? strlen(s) : 0};
+    return str;
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+/* Bytes of a CBOR head carrying v (shortest form, as libcbor writes it). */
+static size_t
+env_head_size(uint64_t v)
+{
+    if (v < 24) {
+        return 1;
+    }
+    if (v <= UINT8_MAX) {
+        return 2;
+    }
+    if (v <= UINT16_MAX) {
+        return 3;
+    }
+    return v <= UINT32_MAX ? 5 : 9;
+}
+
+static size_t
+env_str_size(size_t len)
+{
+    return env_head_size(len) + len;
+}
+
+static bool
+env_text_ok(cairn_str s)
+{
+    return s.len <= CAIRN_ENV_MAX_TEXT && (s.ptr != NULL || s.len == 0);
+}
+
+/* Refuses what the decoder would refuse, so encoded envelopes round-trip. */
+static cairn_err
+env_check(const cairn_envelope *env)
+{
+    if (env->payload.ptr == NULL && env->payload.len > 0) {
+        return CAIRN_EINVAL;
+    }
+    if (cairn_topic_valid(env->topic.ptr, env->topic.len) != CAIRN_OK) {
+        return CAIRN_EINVAL;
+    }
+    if (((env->flags & CAIRN_ENV_HAS_CTYPE) && !env_text_ok(env->ctype)) ||
+        ((env->flags & CAIRN_ENV_HAS_KEY) && !env_text_ok(env->key))) {
+        return CAIRN_EINVAL;
+    }
+    if (env->nheaders > CAIRN_ENV_MAX_HEADERS) {
+        return CAIRN_EINVAL;
+    }
+    for (uint32_t i = 0; i < env->nheaders; i++) {
+        if (!env_text_ok(env->headers[i].name) ||
+            !env_text_ok(env->headers[i].value)) {
+            return CAIRN_EINVAL;
+        }
+    }
+    return CAIRN_OK;
+}
+
+/* Size of a checked envelope; keys of the top-level map in *nkeys. */
+static size_t
+env_size(const cairn_envelope *env, size_t *nkeys)
+{
+    size_t n = 4; /* one-byte keys */
+    size_t size = env_str_size(env->payload.len) +
+                  env_str_size(CAIRN_ID_LEN) + env_str_size(env->topic.len) +
+                  env_head_size(env->ts);
+
+    if (env->flags & CAIRN_ENV_HAS_CORR) {
+        size += 1 + env_str_size(CAIRN_ID_LEN);
+        n++;
+    }
+    if (env->flags & CAIRN_ENV_HAS_CTYPE) {
+        size += 1 + env_str_size(env->ctype.len);
+        n++;
+    }
+    if (env->nheaders > 0) {
+        size += 1 + env_head_size(env->nheaders);
+        for (uint32_t i = 0; i < env->nheaders; i++) {
+            size += env_str_size(env->headers[i].name.len) +
+                    env_str_size(env->headers[i].value.len);
+        }
+        n++;
+    }
+    if (env->flags & CAIRN_ENV_HAS_ATTEMPT) {
+        size += 1 + env_head_size(env->attempt);
+        n++;
+    }
+    if (env->flags & CAIRN_ENV_HAS_KEY) {
+        size += 1 + env_str_size(env->key.len);
+        n++;
+    }
+    *nkeys = n;
+    return size + n + env_head_size(n);
+}
+
+size_t
+cairn_envelope_encoded_size(const cairn_envelope *env)
+{
+    size_t nkeys;
+    if (env == NULL || env_check(env) != CAIRN_OK) {
+        return 0;
+    }
+    size_t size = env_size(env, &nkeys);
+    return size > CAIRN_ENV_MAX_SIZE ? 0 : size;
+}
+
+/* Writes into a buffer already known to be large enough. */
+typedef struct env_writer {
+    uint8_t *buf;
+    size_t   cap;
+    size_t   pos;
+    bool     failed; /* an encoder ran out of room: a size bug */
+} env_writer;
+
+static void
+env_put(env_writer *w, size_t n)
+{
+    w->failed |= n == 0;
+    w->pos += n;
+}
+
+static void
+env_put_uint(env_writer *w, uint64_t v)
+{
+    env_put(w, cbor_encode_uint(v, w->buf + w->pos, w->cap - w->pos));
+}
+
+static void
+env_put_data(env_writer *w, const void *data, size_t len)
+{
+    if (w->failed || len > w->cap - w->pos) {
+        w->failed = true;
+        return;
+    }
+    if (len > 0) {
+        memcpy(w->buf + w->pos, data, len);
+    }
+    w->pos += len;
+}
+
+static void
+env_put_bytes(env_writer *w, const void *data, size_t len)
+{
+    env_put(w, cbor_encode_bytestring_start(len, w->buf + w->pos,
+                                            w->cap - w->pos));
+    env_put_data(w, data, len);
+}
+
+static void
+env_put_text(env_writer *w, cairn_str s)
+{
+    env_put(w, cbor_encode_string_start(s.len, w->buf + w->pos,
+                                        w->cap - w->pos));
+    env_put_data(w, s.ptr, s.len);
+}
+
+static void
+env_put_fields(env_writer *w, const cairn_envelope *env, size_t nkeys)
+{
+    env_put(w, cbor_encode_map_start(nkeys, w->buf + w->pos, w->cap - w->pos));
+    env_put_uint(w, ENV_K_PAYLOAD);
+    env_put_bytes(w, env->payload.ptr, env->payload.len);
+    env_put_uint(w, ENV_K_ID);
+    env_put_bytes(w, env->id, CAIRN_ID_LEN);
+    env_put_uint(w, ENV_K_TOPIC);
+    env_put_text(w, env->topic);
+    env_put_uint(w, ENV_K_TS);
+    env_put_uint(w, env->ts);
+    if (env->flags & CAIRN_ENV_HAS_CORR) {
+        env_put_uint(w, ENV_K_CORR);
+        env_put_bytes(w, env->corr, CAIRN_ID_LEN);
+    }
+    if (env->flags & CAIRN_ENV_HAS_CTYPE) {
+        env_put_uint(w, ENV_K_CTYPE);
+        env_put_text(w, env->ctype);
+    }
+    if (env->nheaders > 0) {
+        env_put_uint(w, ENV_K_HEADERS);
+        env_put(w, cbor_encode_map_start(env->nheaders, w->buf + w->pos,
+                                         w->cap - w->pos));
+        for (uint32_t i = 0; i < env->nheaders; i++) {
+            env_put_text(w, env->headers[i].name);
+            env_put_text(w, env->headers[i].value);
+        }
+    }
+    if (env->flags & CAIRN_ENV_HAS_ATTEMPT) {
+        env_put_uint(w, ENV_K_ATTEMPT);
+        env_put_uint(w, env->attempt);
+    }
+    if (env->flags & CAIRN_ENV_HAS_KEY) {
+        env_put_uint(w, ENV_K_KEY);
+        env_put_text(w, env->key);
+    }
+}
+
+cairn_err
+cairn_envelope_encode(const cairn_envelope *env, uint8_t *buf, size_t cap,
+                      size_t *len)
+{
+    size_t nkeys;
+
+    if (env == NULL || len == NULL || (buf == NULL && cap > 0)) {
+        return CAIRN_EINVAL;
+    }
+    cairn_err rv = env_check(env);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    size_t size = env_size(env, &nkeys);
+    if (size > CAIRN_ENV_MAX_SIZE) {
+        return CAIRN_EINVAL;
+    }
+    if (size > cap) {
+        return CAIRN_ETOOBIG;
+    }
+    env_writer w = {buf, size, 0, false};
+    env_put_fields(&w, env, nkeys);
+    if (w.failed || w.pos != size) {
+        return CAIRN_EINTERNAL;
+    }
+    *len = size;
+    return CAIRN_OK;
+}
+
+/* ---- decoding: one data item at a time ---------------------------------- */
+
+typedef enum env_kind {
+    ENV_NONE = 0,
+    ENV_UINT,
+    ENV_NEGINT,
+    ENV_BSTR,
+    ENV_TSTR,
+    ENV_BSTR_INDEF,
+    ENV_TSTR_INDEF,
+    ENV_ARRAY,
+    ENV_ARRAY_INDEF,
+    ENV_MAP,
+    ENV_MAP_INDEF,
+    ENV_TAG,
+    ENV_SIMPLE, /* false, true, null, undefined, other simple values, floats */
+    ENV_BREAK,
+} env_kind;
+
+/* The item cbor_stream_decode() just read. */
+typedef struct env_item {
+    env_kind       kind;
+    uint64_t       u;   /* ENV_UINT: value */
+    const uint8_t *ptr; /* ENV_BSTR, ENV_TSTR: data in the input */
+    size_t         len; /* strings: bytes; ENV_ARRAY, ENV_MAP: count */
+} env_item;
+
+typedef struct env_dec {
+    const uint8_t *buf;
+    size_t         len;
+    size_t         pos;   /* next unread byte */
+    uint32_t       items; /* items read while skipping unknown values */
+} env_dec;
+
+static void
+env_cb_kind(void *ctx, env_kind kind)
+{
+    ((env_item *)ctx)->kind = kind;
+}
+
+static void
+env_cb_uint(void *ctx, uint64_t v)
+{
+    env_item *it = ctx;
+    it->kind     = ENV_UINT;
+    it->u        = v;
+}
+
+static void env_cb_u8(void *c, uint8_t v) { env_cb_uint(c, v); }
+static void env_cb_u16(void *c, uint16_t v) { env_cb_uint(c, v); }
+static void env_cb_u32(void *c, uint32_t v) { env_cb_uint(c, v); }
+static void env_cb_n8(void *c, uint8_t v) { env_cb_kind(c, ENV_NEGINT); }
+static void env_cb_n16(void *c, uint16_t v) { env_cb_kind(c, ENV_NEGINT); }
+static void env_cb_n32(void *c, uint32_t v) { env_cb_kind(c, ENV_NEGINT); }
+static void env_cb_n64(void *c, uint64_t v) { env_cb_kind(c, ENV_NEGINT); }
+static void env_cb_tag(void *c, uint64_t v) { env_cb_kind(c, ENV_TAG); }
+static void env_cb_simple(void *c) { env_cb_kind(c, ENV_SIMPLE); }
+static void env_cb_bool(void *c, bool v) { env_cb_kind(c, ENV_SIMPLE); }
+static void env_cb_f4(void *c, float v) { env_cb_kind(c, ENV_SIMPLE); }
+static void env_cb_f8(void *c, double v) { env_cb_kind(c, ENV_SIMPLE); }
+static void env_cb_brk(void *c) { env_cb_kind(c, ENV_BREAK); }
+static void env_cb_bsi(void *c) { env_cb_kind(c, ENV_BSTR_INDEF); }
+static void env_cb_tsi(void *c) { env_cb_kind(c, ENV_TSTR_INDEF); }
+static void env_cb_ai(void *c) { env_cb_kind(c, ENV_ARRAY_INDEF); }
+static void env_cb_mi(void *c) { env_cb_kind(c, ENV_MAP_INDEF); }
+
+static void
+env_cb_str(void *ctx, env_kind kind, cbor_data data, size_t len)
+{
+    env_item *it = ctx;
+    it->kind     = kind;
+    it->ptr      = data;
+    it->len      = len;
+}
+
+static void
+env_cb_bstr(void *c, cbor_data d, size_t n)
+{
+    env_cb_str(c, ENV_BSTR, d, n);
+}
+
+static void
+env_cb_tstr(void *c, cbor_data d, size_t n)
+{
+    env_cb_str(c, ENV_TSTR, d, n);
+}
+
+static void
+env_cb_coll(void *ctx, env_kind kind, size_t count)
+{
+    env_item *it = ctx;
+    it->kind     = kind;
+    it->len      = count;
+}
+
+static void env_cb_array(void *c, size_t n) { env_cb_coll(c, ENV_ARRAY, n); }
+static void env_cb_map(void *c, size_t n) { env_cb_coll(c, ENV_MAP, n); }
+
+static const struct cbor_callbacks env_callbacks = {
+    .uint8             = env_cb_u8,
+    .uint16            = env_cb_u16,
+    .uint32            = env_cb_u32,
+    .uint64            = env_cb_uint,
+    .negint8           = env_cb_n8,
+    .negint16          = env_cb_n16,
+    .negint32          = env_cb_n32,
+    .negint64          = env_cb_n64,
+    .byte_string       = env_cb_bstr,
+    .byte_string_start = env_cb_bsi,
+    .string            = env_cb_tstr,
+    .string_start      = env_cb_tsi,
+    .array_start       = env_cb_array,
+    .indef_array_start = env_cb_ai,
+    .map_start         = env_cb_map,
+    .indef_map_start   = env_cb_mi,
+    .tag               = env_cb_tag,
+    .float2            = env_cb_f4,
+    .float4            = env_cb_f4,
+    .float8            = env_cb_f8,
+    .undefined         = env_cb_simple,
+    .null              = env_cb_simple,
+    .boolean           = env_cb_bool,
+    .indef_break       = env_cb_brk,
+};
+
+static uint64_t
+env_load_be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/*
+ * Heads that need care before libcbor sees them.  Returns true when the
+ * item was read here (*rv says how it went).
+ */
+static bool
+env_next_quirk(env_dec *d, env_item *it, cairn_err *rv)
+{
+    const uint8_t *p    = d->buf + d->pos;
+    size_t         left = d->len - d->pos;
+    unsigned       b = p[0], major = b >> 5;
+
+    *rv = CAIRN_OK;
+    if ((b >= 0xC6 && b <= 0xD4) || (b >= 0xE0 && b <= 0xF3)) {
+        it->kind = b < 0xE0 ? ENV_TAG : ENV_SIMPLE;
+        d->pos += 1;
+        return true;
+    }
+    if (b == 0xF8) {
+        /* Simple values below 32 must use the one-byte form. */
+        if (left < 2 || p[1] < 32) {
+            *rv = CAIRN_EPROTO;
+            return true;
+        }
+        it->kind = ENV_SIMPLE;
+        d->pos += 2;
+        return true;
+    }
+    if ((b & 0x1F) == 27 && major >= 2 && major <= 5) {
+        /* Keep a 64-bit length from being cut down to a 32-bit size_t:
+         * any length or count above what remains cannot be complete. */
+        if (left < 9 || env_load_be(p + 1, 8) > left - 9) {
+            *rv = CAIRN_EPROTO;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Reads the next item; strings are complete, containers only their head. */
+static cairn_err
+env_next(env_dec *d, env_item *it)
+{
+    cairn_err rv;
+
+    memset(it, 0, sizeof(*it));
+    if (d->pos >= d->len) {
+        return CAIRN_EPROTO;
+    }
+    if (env_next_quirk(d, it, &rv)) {
+        return rv;
+    }
+    struct cbor_decoder_result r = cbor_stream_decode(
+        d->buf + d->pos, d->len - d->pos, &env_callbacks, it);
+    if (r.status != CBOR_DECODER_FINISHED) {
+        return CAIRN_EPROTO; /* NEDATA: a length beyond the input */
+    }
+    if (it->kind == ENV_NONE || r.read == 0 || r.read > d->len - d->pos) {
+        return CAIRN_EINTERNAL;
+    }
+    d->pos += r.read;
+    return CAIRN_OK;
+}
+
+/* ---- decoding: unknown values ------------------------------------------- */
+
+static cairn_err env_skip_item(env_dec *d, const env_item *it,
+                               unsigned depth);
+
+/* Reads one more item of an unknown value, within the item budget. */
+static cairn_err
+env_skip_next(env_dec *d, env_item *it)
+{
+    if (++d->items > CAIRN_ENV_MAX_ITEMS) {
+        return CAIRN_ELIMIT;
+    }
+    return env_next(d, it);
+}
+
+static cairn_err
+env_skip_value(env_dec *d, unsigned depth)
+{
+    env_item  it;
+    cairn_err rv = env_skip_next(d, &it);
+    return rv != CAIRN_OK ? rv : env_skip_item(d, &it, depth);
+}
+
+/* The chunks of an indefinite string: definite strings of its kind. */
+static cairn_err
+env_skip_chunks(env_dec *d, env_kind chunk)
+{
+    for (;;) {
+        env_item  it;
+        cairn_err rv = env_skip_next(d, &it);
+        if (rv != CAIRN_OK || it.kind == ENV_BREAK) {
+            return rv;
+        }
+        if (it.kind != chunk) {
+            return CAIRN_EPROTO;
+        }
+    }
+}
+
+/* Items of an indefinite array or map up to the break. */
+static cairn_err
+env_skip_indef(env_dec *d, unsigned depth, bool map)
+{
+    for (size_t n = 0;; n++) {
+        env_item  it;
+        cairn_err rv = env_skip_next(d, &it);
+        if (rv != CAIRN_OK) {
+            return rv;
+        }
+        if (it.kind == ENV_BREAK) {
+            /* A map holds pairs: a break after a key is malformed. */
+            return map && n % 2 != 0 ? CAIRN_EPROTO : CAIRN_OK;
+        }
+        rv = env_skip_item(d, &it, depth);
+        if (rv != CAIRN_OK) {
+            return rv;
+        }
+    }
+}
+
+static cairn_err
+env_skip_items(env_dec *d, size_t count, unsigned depth)
+{
+    /* Each item takes at least one byte. */
+    if (count > d->len - d->pos) {
+        return CAIRN_EPROTO;
+    }
+    for (size_t i = 0; i < count; i++) {
+        cairn_err rv = env_skip_value(d, depth);
+        if (rv != CAIRN_OK) {
+            return rv;
+        }
+    }
+    return CAIRN_OK;
+}
+
+/* Skips the rest of an item already read, at the given nesting depth. */
+static cairn_err
+env_skip_item(env_dec *d, const env_item *it, unsigned depth)
+{
+    switch (it->kind) {
+    case ENV_BSTR_INDEF:
+        return env_skip_chunks(d, ENV_BSTR);
+    case ENV_TSTR_INDEF:
+        return env_skip_chunks(d, ENV_TSTR);
+    case ENV_ARRAY:
+    case ENV_MAP:
+    case ENV_ARRAY_INDEF:
+    case ENV_MAP_INDEF:
+    case ENV_TAG:
+        break;
+    case ENV_BREAK:
+        return CAIRN_EPROTO;
+    default:
+        return CAIRN_OK;
+    }
+    if (depth >= CAIRN_ENV_MAX_DEPTH) {
+        return CAIRN_ELIMIT;
+    }
+    switch (it->kind) {
+    case ENV_ARRAY:
+        return env_skip_items(d, it->len, depth + 1);
+    case ENV_MAP:
+        if (it->len > (d->len - d->pos) / 2) {
+            return CAIRN_EPROTO;
+        }
+        return env_skip_items(d, it->len * 2, depth + 1);
+    case ENV_TAG:
+        return env_skip_value(d, depth + 1);
+    default:
+        return env_skip_indef(d, depth + 1, it->kind == ENV_MAP_INDEF);
+    }
+}
+
+/* ---- decoding: known fields --------------------------------------------- */
+
+static cairn_err
+env_get_kind(env_dec *d, env_item *it, env_kind kind)
+{
+    cairn_err rv = env_next(d, it);
+    if (rv == CAIRN_OK && it->kind != kind) {
+        rv = CAIRN_EPROTO;
+    }
+    return rv;
+}
+
+static cairn_err
+env_get_bytes(env_dec *d, cairn_bytes *out)
+{
+    env_item  it;
+    cairn_err rv = env_get_kind(d, &it, ENV_BSTR);
+    if (rv == CAIRN_OK) {
+        out->ptr = it.ptr;
+        out->len = it.len;
+    }
+    return rv;
+}
+
+static cairn_err
+env_get_id(env_dec *d, uint8_t id[CAIRN_ID_LEN])
+{
+    cairn_bytes b;
+    cairn_err   rv = env_get_bytes(d, &b);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (b.len != CAIRN_ID_LEN) {
+        return CAIRN_EPROTO;
+    }
+    memcpy(id, b.ptr, CAIRN_ID_LEN);
+    return CAIRN_OK;
+}
+
+static cairn_err
+env_get_text(env_dec *d, cairn_str *out)
+{
+    env_item  it;
+    cairn_err rv = env_get_kind(d, &it, ENV_TSTR);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (it.len > CAIRN_ENV_MAX_TEXT) {
+        return CAIRN_ETOOBIG;
+    }
+    out->ptr = (const char *)it.ptr;
+    out->len = it.len;
+    return CAIRN_OK;
+}
+
+static cairn_err
+env_get_uint(env_dec *d, uint64_t max, uint64_t *out)
+{
+    env_item  it;
+    cairn_err rv = env_get_kind(d, &it, ENV_UINT);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (it.u > max) {
+        return CAIRN_EPROTO;
+    }
+    *out = it.u;
+    return CAIRN_OK;
+}
+
+static cairn_err
+env_get_topic(env_dec *d, cairn_str *topic)
+{
+    cairn_err rv = env_get_text(d, topic);
+    if (rv == CAIRN_OK && cairn_topic_valid(topic->ptr, topic->len) != CAIRN_OK) {
+        rv = CAIRN_EPROTO;
+    }
+    return rv;
+}
+
+static cairn_err
+env_get_headers(env_dec *d, cairn_envelope *env)
+{
+    env_item  it;
+    cairn_err rv = env_get_kind(d, &it, ENV_MAP);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (it.len > (d->len - d->pos) / 2) {
+        return CAIRN_EPROTO;
+    }
+    if (it.len > CAIRN_ENV_MAX_HEADERS) {
+        return CAIRN_ELIMIT;
+    }
+    for (size_t i = 0; i < it.len && rv == CAIRN_OK; i++) {
+        rv = env_get_text(d, &env->headers[i].name);
+        if (rv == CAIRN_OK) {
+            rv = env_get_text(d, &env->headers[i].value);
+        }
+    }
+    env->nheaders = rv == CAIRN_OK ? (uint32_t)it.len : 0;
+    return rv;
+}
+
+/* Decodes the value of a known key into env. */
+static cairn_err
+env_get_field(env_dec *d, uint64_t key, cairn_envelope *env)
+{
+    uint64_t  v  = 0;
+    cairn_err rv = CAIRN_OK;
+
+    switch (key) {
+    case ENV_K_PAYLOAD:
+        return env_get_bytes(d, &env->payload);
+    case ENV_K_ID:
+        return env_get_id(d, env->id);
+    case ENV_K_TOPIC:
+        return env_get_topic(d, &env->topic);
+    case ENV_K_TS:
+        return env_get_uint(d, UINT64_MAX, &env->ts);
+    case ENV_K_CORR:
+        env->flags |= CAIRN_ENV_HAS_CORR;
+        return env_get_id(d, env->corr);
+    case ENV_K_CTYPE:
+        env->flags |= CAIRN_ENV_HAS_CTYPE;
+        return env_get_text(d, &env->ctype);
+    case ENV_K_HEADERS:
+        return env_get_headers(d, env);
+    case ENV_K_ATTEMPT:
+        env->flags |= CAIRN_ENV_HAS_ATTEMPT;
+        rv          = env_get_uint(d, UINT32_MAX, &v);
+        env->attempt = (uint32_t)v;
+        return rv;
+    case ENV_K_KEY:
+        env->flags |= CAIRN_ENV_HAS_KEY;
+        return env_get_text(d, &env->key);
+    default:
+        return CAIRN_EINTERNAL;
+    }
+}
+
+/* One key and its value of the top-level map. */
+static cairn_err
+env_get_entry(env_dec *d, cairn_envelope *env, uint32_t *seen)
+{
+    env_item  key;
+    cairn_err rv = env_get_kind(d, &key, ENV_UINT);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (key.u > ENV_K_LAST) {
+        return env_skip_value(d, 0);
+    }
+    uint32_t bit = 1u << key.u;
+    if (*seen & bit) {
+        return CAIRN_EPROTO;
+    }
+    *seen |= bit;
+    return env_get_field(d, key.u, env);
+}
+
+cairn_err
+cairn_envelope_decode(const uint8_t *buf, size_t len, cairn_envelope *env)
+{
+    env_dec   d    = {buf, len, 0, 0};
+    uint32_t  seen = 0;
+    env_item  map;
+
+    if (env == NULL || (buf == NULL && len > 0)) {
+        return CAIRN_EINVAL;
+    }
+    if (len > CAIRN_ENV_MAX_SIZE) {
+        return CAIRN_ETOOBIG;
+    }
+    cairn_envelope_init(env);
+    cairn_err rv = env_get_kind(&d, &map, ENV_MAP);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (map.len > (len - d.pos) / 2) {
+        return CAIRN_EPROTO;
+    }
+    if (map.len > CAIRN_ENV_MAX_KEYS) {
+        return CAIRN_ELIMIT;
+    }
+    for (size_t i = 0; i < map.len && rv == CAIRN_OK; i++) {
+        rv = env_get_entry(&d, env, &seen);
+    }
+    if (rv == CAIRN_OK && (seen & ENV_REQUIRED) != ENV_REQUIRED) {
+        rv = CAIRN_EPROTO;
+    }
+    if (rv == CAIRN_OK && d.pos != len) {
+        rv = CAIRN_EPROTO; /* trailing bytes */
+    }
+    return rv;
+}
+
+/* ---- ids --------------------------------------------------------------- */
+
+/* (ms << 12) | sequence of the last id made in this process. */
+static _Atomic uint64_t id_clock;
+
+/* Bumped in a forked child so that it does not reuse its parent's pool. */
+static _Atomic unsigned id_fork_gen;
+static pthread_once_t   id_once = PTHREAD_ONCE_INIT;
+
+static _Thread_local struct {
+    uint8_t  pool[256];
+    size_t   avail; /* unused bytes at the end of pool */
+    unsigned gen;
+} id_rand;
+
+static void
+id_atfork_child(void)
+{
+    atomic_fetch_add(&id_fork_gen, 1);
+}
+
+static void
+id_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, id_atfork_child);
+}
+
+/* Used only if getrandom() fails: mixes clock, address and a counter. */
+static void
+id_fallback_fill(uint8_t *p, size_t n)
+{
+    static _Atomic uint64_t ctr;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                 (uint64_t)getpid() ^ (uint64_t)(uintptr_t)p;
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t z = x + atomic_fetch_add(&ctr, 1) * 0x9E3779B97F4A7C15u;
+        z          = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+        z          = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+        z ^= z >> 31;
+        memcpy(p + i, &z, n - i < 8 ? n - i : 8);
+    }
+}
+
+static void
+id_refill(void)
+{
+    size_t got = 0;
+    while (got < sizeof(id_rand.pool)) {
+        ssize_t n = getrandom(id_rand.pool + got, sizeof(id_rand.pool) - got, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            id_fallback_fill(id_rand.pool + got, sizeof(id_rand.pool) - got);
+            break;
+        }
+        got += (size_t)n;
+    }
+    id_rand.avail = sizeof(id_rand.pool);
+}
+
+/* 8 random bytes from this thread's pool. */
+static void
+id_random8(uint8_t out[8])
+{
+    unsigned gen = atomic_load_explicit(&id_fork_gen, memory_order_relaxed);
+    if (id_rand.avail < 8 || id_rand.gen != gen) {
+        id_refill();
+        id_rand.gen = gen;
+    }
+    id_rand.avail -= 8;
+    memcpy(out, id_rand.pool + id_rand.avail, 8);
+}
+
+/* Next value of the 60-bit clock: above the last one and at least now. */
+static uint64_t
+id_tick(void)
+{
+    uint64_t now  = (cairn_now_ms() & ((UINT64_C(1) << 48) - 1)) << 12;
+    uint64_t last = atomic_load_explicit(&id_clock, memory_order_relaxed);
+    uint64_t next;
+    do {
+        next = last + 1 > now ? last + 1 : now;
+    } while (!atomic_compare_exchange_weak(&id_clock, &last, next));
+    return next;
+}
+
+void
+cairn_id_new(uint8_t id[CAIRN_ID_LEN])
+{
+    uint8_t rnd[8];
+
+    pthread_once(&id_once, id_init);
+    uint64_t clk = id_tick();
+    uint64_t ms  = clk >> 12;
+    unsigned seq = (unsigned)(clk & 0xFFF);
+    for (int i = 0; i < 6; i++) {
+        id[i] = (uint8_t)(ms >> (40 - 8 * i));
+    }
+    id[6] = (uint8_t)(0x70 | (seq >> 8));
+    id[7] = (uint8_t)seq;
+    id_random8(rnd);
+    id[8] = (uint8_t)(0x80 | (rnd[0] & 0x3F));
+    memcpy(id + 9, rnd + 1, 7);
+}
+
+uint64_t
+cairn_id_time_ms(const uint8_t id[CAIRN_ID_LEN])
+{
+    return env_load_be(id, 6);
+}
+
+char *
+cairn_id_format(const uint8_t id[CAIRN_ID_LEN], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    char             *p     = out;
+    for (int i = 0; i < CAIRN_ID_LEN; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *p++ = '-';
+        }
+        *p++ = hex[id[i] >> 4];
+        *p++ = hex[id[i] & 0xF];
+    }
+    *p = '\0';
+    return out;
+}
+
+static int
+id_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+cairn_err
+cairn_id_parse(const char *text, uint8_t id[CAIRN_ID_LEN])
+{
+    uint8_t out[CAIRN_ID_LEN];
+    size_t  n = 0;
+
+    if (text == NULL || id == NULL) {
+        return CAIRN_EINVAL;
+    }
+    for (size_t i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash) {
+            if (text[i] != '-') {
+                return CAIRN_EINVAL;
+            }
+            continue;
+        }
+        int v = id_hexval(text[i]);
+        if (v < 0) {
+            return CAIRN_EINVAL;
+        }
+        out[n / 2] = (uint8_t)(n % 2 == 0 ? v << 4 : out[n / 2] | v);
+        n++;
+    }
+    if (text[36] != '\0') {
+        return CAIRN_EINVAL;
+    }
+    memcpy(id, out, CAIRN_ID_LEN);
+    return CAIRN_OK;
+}
+
+uint64_t
+cairn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

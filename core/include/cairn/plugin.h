@@ -90,6 +90,37 @@ typedef struct cairn_cfg_field {
     size_t         elem_size;   /* LIST: sizeof one element */
 } cairn_cfg_field;
 
+/*
+ * Table rows.  The YAML key is the member's name.  D is the default in
+ * YAML scalar syntax (NULL: required), TEXT the one-line description.
+ */
+#define CAIRN_FIELD_(T, S, M, D, TEXT, ...)                                \
+    {.name = #M, .type = (T), .def = (D), .offset = offsetof(S, M),        \
+     .description = (TEXT), __VA_ARGS__}
+#define CAIRN_FIELD_STRING(S, M, D, TEXT)                                  \
+    CAIRN_FIELD_(CAIRN_CFG_STRING, S, M, D, TEXT, .min = 0)
+#define CAIRN_FIELD_BOOL(S, M, D, TEXT)                                    \
+    CAIRN_FIELD_(CAIRN_CFG_BOOL, S, M, D, TEXT, .min = 0)
+#define CAIRN_FIELD_INT(S, M, D, LO, HI, TEXT)                             \
+    CAIRN_FIELD_(CAIRN_CFG_INT, S, M, D, TEXT, .min = (LO), .max = (HI))
+#define CAIRN_FIELD_DOUBLE(S, M, D, LO, HI, TEXT)                          \
+    CAIRN_FIELD_(CAIRN_CFG_DOUBLE, S, M, D, TEXT, .min = (LO), .max = (HI))
+#define CAIRN_FIELD_DURATION(S, M, D, LO, HI, TEXT)                        \
+    CAIRN_FIELD_(CAIRN_CFG_DURATION, S, M, D, TEXT, .min = (LO), .max = (HI))
+#define CAIRN_FIELD_SIZE(S, M, D, LO, HI, TEXT)                            \
+    CAIRN_FIELD_(CAIRN_CFG_SIZE, S, M, D, TEXT, .min = (LO), .max = (HI))
+#define CAIRN_FIELD_ENUM(S, M, D, CHOICES, TEXT)                           \
+    CAIRN_FIELD_(CAIRN_CFG_ENUM, S, M, D, TEXT, .choices = (CHOICES))
+#define CAIRN_FIELD_STRLIST(S, M, TEXT)                                    \
+    CAIRN_FIELD_(CAIRN_CFG_STRLIST, S, M, NULL, TEXT, .min = 0)
+#define CAIRN_FIELD_LIST(S, M, SUB, ELEM, TEXT)                            \
+    CAIRN_FIELD_(CAIRN_CFG_LIST, S, M, NULL, TEXT, .sub = (SUB),           \
+                 .elem_size = sizeof(ELEM))
+#define CAIRN_FIELD_MAP(S, M, SUB, TEXT)                                   \
+    CAIRN_FIELD_(CAIRN_CFG_MAP, S, M, NULL, TEXT, .sub = (SUB))
+#define CAIRN_FIELD_END                                                    \
+    {.name = NULL, .type = CAIRN_CFG_END}
+
 /* ---- runtime services offered to plugins -------------------------------- */
 
 typedef struct cairn_plugin cairn_plugin; /* the host's handle for one instance */

@@ -1,0 +1,2 @@
+/* test_envelope.c - replaced below. */
+int main(void) { return 0; }
