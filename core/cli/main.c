@@ -30,7 +30,7 @@ enum {
     CLI_FAIL    = 1, /* the daemon refused or the command failed */
     CLI_USAGE   = 2,
     CLI_NOCONN  = 3, /* no daemon at the admin address */
-    CLI_TIMEOUT = 4, /* --timeout expired before --count messages */
+    CLI_TIMEOUT = 4, /* sub: --timeout before --count messages; call: deadline */
 };
 
 #define CLI_DEFAULT_ADMIN "ipc:///var/lib/cairn/admin.sock"
@@ -60,6 +60,7 @@ cli_usage(FILE *f)
           "  pub [-k KEY] TOPIC PAYLOAD   publish one message\n"
           "  pub -l [-k KEY] TOPIC  publish each line of standard input\n"
           "  sub [-n N] [-t SEC] [-v] FILTER   print matching messages\n"
+          "  call [-t MS] SERVICE [PAYLOAD]    call a request/reply service\n"
           "\n"
           "options:\n"
           "  -s, --socket URL   admin address (default: from -c, else "
@@ -69,7 +70,7 @@ cli_usage(FILE *f)
           "  -h, --help         this text; COMMAND --help for a command\n"
           "\n"
           "Exit status: 0 success, 1 command failed, 2 bad usage, 3 no "
-          "daemon at\nthe admin address, 4 sub timed out.\n",
+          "daemon at\nthe admin address, 4 timed out (sub -t, call -t).\n",
           f);
 }
 
@@ -101,6 +102,7 @@ cli_resolve(const char *sock, const char *cfgfile, char *url, size_t n)
 typedef struct cli_conn {
     nng_socket  sock;
     const char *url;
+    uint32_t    last_status; /* cairn_err of the last reply */
 } cli_conn;
 
 static int
@@ -170,7 +172,8 @@ cli_request(cli_conn *c, int argc, const char *const *argv, const size_t *lens,
     if (len >= 4) {
         uint32_t st = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
                       (uint32_t)b[2] << 8 | b[3];
-        rc          = st == 0 ? CLI_OK : CLI_FAIL;
+        rc             = st == 0 ? CLI_OK : CLI_FAIL;
+        c->last_status = st;
         if (!quiet || rc != CLI_OK) {
             FILE *f = rc == CLI_OK ? stdout : stderr;
             fprintf(f, "%s%.*s", rc == CLI_OK ? "" : "cairn: ", (int)(len - 4),
@@ -353,6 +356,48 @@ cli_sub(cli_conn *c, int argc, char **argv)
     return rc;
 }
 
+/* call [-t MS] SERVICE [PAYLOAD] */
+static int
+cli_call(cli_conn *c, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *ms = "5000";
+    int         o;
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "+t:h", lo, NULL)) != -1) {
+        switch (o) {
+        case 't':
+            ms = optarg;
+            break;
+        case 'h':
+            puts("usage: cairn call [-t MS] SERVICE [PAYLOAD]\n"
+                 "Calls a request/reply service and prints its reply.\n"
+                 "  -t, --timeout MS  deadline (default 5000, at most 60000);"
+                 "\n                    exit status 4 when it expires");
+            return CLI_OK;
+        default:
+            return CLI_USAGE;
+        }
+    }
+    int left = argc - optind;
+    if (left < 1 || left > 2) {
+        fprintf(stderr, "cairn call: expected SERVICE [PAYLOAD]\n");
+        return CLI_USAGE;
+    }
+    const char *av[4] = {"call", argv[optind], left == 2 ? argv[optind + 1] : "",
+                         ms};
+    int rc = cli_request(c, 4, av, NULL, false);
+    if (rc == CLI_OK) {
+        putchar('\n');
+    }
+    return rc == CLI_FAIL && c->last_status == CAIRN_ETIMEDOUT ? CLI_TIMEOUT
+                                                               : rc;
+}
+
 static int
 cli_simple(cli_conn *c, int argc, char **argv)
 {
@@ -380,6 +425,7 @@ cli_command(const char *url, int argc, char **argv)
     }
     fn = strcmp(argv[0], "pub") == 0 ? cli_pub : fn;
     fn = strcmp(argv[0], "sub") == 0 ? cli_sub : fn;
+    fn = strcmp(argv[0], "call") == 0 ? cli_call : fn;
     if (fn == NULL) {
         fprintf(stderr, "cairn: unknown command '%s'\n", argv[0]);
         cli_usage(stderr);
@@ -395,6 +441,7 @@ cli_command(const char *url, int argc, char **argv)
         return fn(NULL, 2, hv);
     }
     cli_conn c;
+    memset(&c, 0, sizeof(c));
     int      rc = cli_connect(&c, url);
     if (rc == CLI_OK) {
         rc = fn(&c, argc, argv);

@@ -25,6 +25,7 @@
 #define ADMIN_TICK_MS 200
 #define ADMIN_MAX_ARGS 8
 #define ADMIN_FWD_SEND_MS 2000
+#define ADMIN_CALL_MAX_MS 60000
 
 typedef struct admin_fwd {
     struct admin_fwd *next;
@@ -211,6 +212,35 @@ admin_cmd_pub(cd_admin *ad, const admin_req *rq, cairni_buf *out)
     return rv;
 }
 
+/* call SERVICE PAYLOAD TIMEOUT_MS: the reply payload, or the error. */
+static cairn_err
+admin_cmd_call(cd_admin *ad, const admin_req *rq, cairni_buf *out)
+{
+    cairn_envelope env;
+    cairn_reply    reply;
+    char          *end;
+    unsigned long  ms = rq->argc == 4 ? strtoul(rq->argv[3], &end, 10) : 0;
+    if (rq->argc != 4 || *end != '\0' || ms == 0 || ms > ADMIN_CALL_MAX_MS) {
+        cairni_buf_printf(out, "usage: call SERVICE PAYLOAD TIMEOUT_MS "
+                               "(1..%d)", ADMIN_CALL_MAX_MS);
+        return CAIRN_EINVAL;
+    }
+    cairn_envelope_init(&env);
+    env.topic       = cairn_str_c(rq->argv[1]);
+    env.payload.ptr = (const uint8_t *)rq->argv[2];
+    env.payload.len = rq->argl[2];
+    cairn_err rv = cairni_bus_call(ad->rt->bus, rq->argv[1], &env,
+                                   (uint32_t)ms, &reply);
+    if (rv != CAIRN_OK) {
+        cairni_buf_printf(out, "call %s: %s", rq->argv[1], cairn_strerror(rv));
+        return rv;
+    }
+    cairni_buf_append(out, reply.data, reply.len);
+    rv = reply.status;
+    cairni_reply_fini(&reply);
+    return rv;
+}
+
 static void
 admin_fwd_deliver(void *arg, const cairn_envelope *env)
 {
@@ -314,6 +344,7 @@ static const admin_cmd admin_cmds[] = {
     {"services", NULL, admin_cmd_services},
     {"pub", admin_cmd_pub, NULL},
     {"sub", admin_cmd_sub, NULL},
+    {"call", admin_cmd_call, NULL},
 };
 
 static cairn_err

@@ -302,6 +302,14 @@ typedef struct cairni_config {
     cairni_arena       arena;
 } cairni_config;
 
+/*
+ * Host-internal field type, for the daemon's own tables only: stores the
+ * raw `const cairni_node *` (NULL when absent or null) at offset, without
+ * validation.  Used for each plugin's free-form `config` map, which is
+ * checked later against the plugin's own table.
+ */
+#define CAIRNI_CFG_NODE ((cairn_cfg_type)100)
+
 extern const cairn_cfg_field cairni_config_fields[]; /* top level */
 
 /* Loads and validates the daemon's config (not the plugins' own maps). */

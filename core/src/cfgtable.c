@@ -396,8 +396,13 @@ cfg_i64_bound(double d, bool upper)
     if (d >= CFG_TWO63) {
         return INT64_MAX;
     }
-    double t = upper ? floor(d) : ceil(d);
-    return (int64_t)t;
+    int64_t t = (int64_t)d; /* truncates toward zero */
+    if (upper && (double)t > d) {
+        t--;
+    } else if (!upper && (double)t < d) {
+        t++;
+    }
+    return t;
 }
 
 static uint64_t
@@ -409,8 +414,11 @@ cfg_u64_bound(double d, bool upper)
     if (d >= CFG_TWO64) {
         return UINT64_MAX;
     }
-    double t = upper ? floor(d) : ceil(d);
-    return (uint64_t)t;
+    uint64_t t = (uint64_t)d;
+    if (!upper && (double)t < d) {
+        t++;
+    }
+    return t;
 }
 
 static void

@@ -1,2 +1,848 @@
-/* config.c - placeholder until the module lands. */
+/*
+ * config.c - turns a YAML file into a small tree of cairni_node (maps,
+ * lists, scalars with their line numbers) and loads the daemon's own
+ * configuration from it.  Checking a tree against a typed table lives in
+ * cfgtable.c.
+ *
+ * The config file is edited by hand and may come from anywhere, so the
+ * parser accepts only the plain subset of YAML a config needs and refuses
+ * the rest with "file:line: message":
+ *   - anchors, aliases and explicit tags (a config that means the same
+ *     thing in every reader, and no alias bombs);
+ *   - more than one document in the stream;
+ *   - keys that are not scalars, duplicate keys in one map, NUL bytes in
+ *     a scalar;
+ *   - more than CFG_MAX_DEPTH nested collections, more than CFG_MAX_NODES
+ *     nodes (every key and value counts), more than CFG_MAX_BYTES of text:
+ *     memory and recursion stay bounded whatever the input.
+ * Syntax errors carry libyaml's own problem text and its line.  Whole-file
+ * problems (too large) are reported at line 1; a file that cannot be read
+ * gets "file: reason" (there is no line to point at).
+ *
+ * The tree lives in the document's arena.  Building it recurses once per
+ * nesting level (bounded by CFG_MAX_DEPTH); children of the collections
+ * being built wait on one shared stack and are copied into the arena when
+ * their collection ends.
+ *
+ * The daemon's table is at the end of this file.  To add a section (say,
+ * routes): add its struct to cairni_config, a table, one line to
+ * cairni_config_fields and, for checks across keys, a function to
+ * cfg_checks.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
 #include "cairni.h"
+
+#define CFG_MAX_BYTES (1024u * 1024u)
+#define CFG_MAX_DEPTH 32
+#define CFG_MAX_NODES 100000
+#define CFG_NAME_SHOW 40 /* bytes of an anchor or tag quoted in a message */
+
+/* Open upper ends of ranges, as cfgtable.c reads them. */
+#define CFG_NO_MAX_INT 9223372036854775808.0  /* 2^63 */
+#define CFG_NO_MAX_U64 18446744073709551616.0 /* 2^64 */
+
+/* ---- messages ------------------------------------------------------------ */
+
+static void cfg_errf(char *err, size_t errlen, const char *file, int line,
+                     const char *fmt, ...) CAIRN_PRINTF(5, 6);
+
+/* "file:line: message", control bytes from the input replaced by '?'. */
+static void
+cfg_errf(char *err, size_t errlen, const char *file, int line, const char *fmt,
+         ...)
+{
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", file, line)
+                     : snprintf(err, errlen, "%s: ", file);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    for (char *p = err; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+}
+
+/* ---- duplicate detection ------------------------------------------------- */
+
+typedef struct cfg_ent {
+    const char *s;
+    size_t      i;
+} cfg_ent;
+
+static int
+cfg_ent_cmp(const void *a, const void *b)
+{
+    const cfg_ent *x = a, *y = b;
+    int            r = strcmp(x->s, y->s);
+    if (r != 0) {
+        return r;
+    }
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * Finds the first string (in input order) equal to an earlier one.  Sorts
+ * a copy, so large maps cost n log n rather than n^2.  *dupp = n if none;
+ * *origp gets the index of the earlier occurrence.
+ */
+static cairn_err
+cfg_first_dup(const char *const *strs, size_t n, size_t *dupp, size_t *origp)
+{
+    *dupp = n;
+    if (n < 2) {
+        return CAIRN_OK;
+    }
+    cfg_ent *e = calloc(n, sizeof(*e));
+    if (e == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e[i] = (cfg_ent){strs[i], i};
+    }
+    qsort(e, n, sizeof(*e), cfg_ent_cmp);
+    /* In a run of equal strings, the run's second entry is its first dup. */
+    for (size_t i = 1; i < n; i++) {
+        bool starts_run = strcmp(e[i].s, e[i - 1].s) == 0 &&
+                          (i == 1 || strcmp(e[i - 1].s, e[i - 2].s) != 0);
+        if (starts_run && e[i].i < *dupp) {
+            *dupp  = e[i].i;
+            *origp = e[i - 1].i;
+        }
+    }
+    free(e);
+    return CAIRN_OK;
+}
+
+/* ---- the YAML parser ----------------------------------------------------- */
+
+/* A child waiting for its collection to end; key is NULL in lists. */
+typedef struct cfg_slot {
+    const char  *key;
+    int          key_line;
+    cairni_node *node;
+} cfg_slot;
+
+typedef struct cfg_parser {
+    yaml_parser_t yp;
+    yaml_event_t  ev; /* the current event; zeroed when there is none */
+    cairni_doc   *doc;
+    const char   *file;
+    const char   *text;
+    size_t        len;
+    size_t        nodes;
+    cfg_slot     *stack;
+    size_t        top, cap;
+    char         *err;
+    size_t        errlen;
+} cfg_parser;
+
+static cairn_err cfg_perr(cfg_parser *p, cairn_err rv, int line,
+                          const char *fmt, ...) CAIRN_PRINTF(4, 5);
+
+static cairn_err
+cfg_perr(cfg_parser *p, cairn_err rv, int line, const char *fmt, ...)
+{
+    char    msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cfg_errf(p->err, p->errlen, p->file, line, "%s", msg);
+    return rv;
+}
+
+static int
+cfg_mark_line(const yaml_mark_t *m)
+{
+    return m->line >= (size_t)INT_MAX ? INT_MAX : (int)m->line + 1;
+}
+
+static int
+cfg_ev_line(const cfg_parser *p)
+{
+    return cfg_mark_line(&p->ev.start_mark);
+}
+
+/* Reader errors (bad encoding) carry a byte offset, not a mark. */
+static int
+cfg_offset_line(const cfg_parser *p, size_t off)
+{
+    int line = 1;
+    for (size_t i = 0; i < off && i < p->len; i++) {
+        line += p->text[i] == '\n';
+    }
+    return line;
+}
+
+static cairn_err
+cfg_yaml_error(cfg_parser *p)
+{
+    const yaml_parser_t *y = &p->yp;
+    if (y->error == YAML_MEMORY_ERROR) {
+        return cfg_perr(p, CAIRN_ENOMEM, 1, "out of memory");
+    }
+    const char *problem = y->problem != NULL ? y->problem : "syntax error";
+    if (y->error == YAML_READER_ERROR) {
+        int line = cfg_offset_line(p, y->problem_offset);
+        if (y->problem_value != -1) {
+            return cfg_perr(p, CAIRN_ECONFIG, line, "%s (byte 0x%02x)",
+                            problem, (unsigned)y->problem_value & 0xffu);
+        }
+        return cfg_perr(p, CAIRN_ECONFIG, line, "%s", problem);
+    }
+    int line = cfg_mark_line(&y->problem_mark);
+    if (y->context == NULL) {
+        return cfg_perr(p, CAIRN_ECONFIG, line, "%s", problem);
+    }
+    int cline = cfg_mark_line(&y->context_mark);
+    if (cline != line) {
+        return cfg_perr(p, CAIRN_ECONFIG, line, "%s (line %d): %s",
+                        y->context, cline, problem);
+    }
+    return cfg_perr(p, CAIRN_ECONFIG, line, "%s: %s", y->context, problem);
+}
+
+/* Drops the current event and reads the next one. */
+static cairn_err
+cfg_next(cfg_parser *p)
+{
+    yaml_event_delete(&p->ev);
+    memset(&p->ev, 0, sizeof(p->ev));
+    if (!yaml_parser_parse(&p->yp, &p->ev)) {
+        memset(&p->ev, 0, sizeof(p->ev));
+        return cfg_yaml_error(p);
+    }
+    /* After an error libyaml hands out empty events: never loop on one. */
+    if (p->ev.type == YAML_NO_EVENT) {
+        return cfg_perr(p, CAIRN_EINTERNAL, 1, "unexpected end of events");
+    }
+    return CAIRN_OK;
+}
+
+static cairn_err
+cfg_check_props(cfg_parser *p, const yaml_char_t *anchor,
+                const yaml_char_t *tag)
+{
+    if (anchor != NULL) {
+        return cfg_perr(p, CAIRN_ECONFIG, cfg_ev_line(p),
+                        "anchors are not allowed (&%.*s)", CFG_NAME_SHOW,
+                        (const char *)anchor);
+    }
+    if (tag != NULL) {
+        return cfg_perr(p, CAIRN_ECONFIG, cfg_ev_line(p),
+                        "tags are not allowed (%.*s)", CFG_NAME_SHOW,
+                        (const char *)tag);
+    }
+    return CAIRN_OK;
+}
+
+static cairn_err
+cfg_new_node(cfg_parser *p, cairni_node_kind kind, cairni_node **np)
+{
+    int line = cfg_ev_line(p);
+    if (++p->nodes > CFG_MAX_NODES) {
+        return cfg_perr(p, CAIRN_ELIMIT, line, "more than %d nodes",
+                        CFG_MAX_NODES);
+    }
+    cairni_node *n = cairni_arena_alloc(&p->doc->arena, sizeof(*n));
+    if (n == NULL) {
+        return cfg_perr(p, CAIRN_ENOMEM, line, "out of memory");
+    }
+    n->kind = kind;
+    n->line = line;
+    *np     = n;
+    return CAIRN_OK;
+}
+
+static cairn_err
+cfg_push(cfg_parser *p, const char *key, int key_line, cairni_node *node)
+{
+    if (p->top == p->cap) {
+        size_t    cap = p->cap ? p->cap * 2 : 64;
+        cfg_slot *s   = realloc(p->stack, cap * sizeof(*s));
+        if (s == NULL) {
+            return cfg_perr(p, CAIRN_ENOMEM, node->line, "out of memory");
+        }
+        p->stack = s;
+        p->cap   = cap;
+    }
+    p->stack[p->top++] = (cfg_slot){key, key_line, node};
+    return CAIRN_OK;
+}
+
+static cairn_err
+cfg_parse_scalar(cfg_parser *p, cairni_node **np)
+{
+    const yaml_event_t *ev = &p->ev;
+    cairn_err rv = cfg_check_props(p, ev->data.scalar.anchor,
+                                   ev->data.scalar.tag);
+    if (rv == CAIRN_OK) {
+        rv = cfg_new_node(p, CAIRNI_NODE_SCALAR, np);
+    }
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    const char *v   = (const char *)ev->data.scalar.value;
+    size_t      len = ev->data.scalar.length;
+    /* A "\0" escape would silently cut the text short. */
+    if (memchr(v, '\0', len) != NULL) {
+        return cfg_perr(p, CAIRN_ECONFIG, (*np)->line,
+                        "NUL characters are not allowed in a value");
+    }
+    (*np)->value  = cairni_arena_strndup(&p->doc->arena, v, len);
+    (*np)->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    if ((*np)->value == NULL) {
+        return cfg_perr(p, CAIRN_ENOMEM, (*np)->line, "out of memory");
+    }
+    return CAIRN_OK;
+}
+
+/* Moves the children above base off the stack into n's arrays. */
+static cairn_err
+cfg_collect(cfg_parser *p, cairni_node *n, size_t base)
+{
+    cairni_arena *a     = &p->doc->arena;
+    size_t        count = p->top - base;
+    bool          map   = n->kind == CAIRNI_NODE_MAP;
+    n->count            = count;
+    if (count == 0) {
+        return CAIRN_OK;
+    }
+    n->items = cairni_arena_alloc(a, count * sizeof(*n->items));
+    if (map) {
+        n->keys      = cairni_arena_alloc(a, count * sizeof(*n->keys));
+        n->key_lines = cairni_arena_alloc(a, count * sizeof(*n->key_lines));
+    }
+    if (n->items == NULL || (map && (n->keys == NULL || n->key_lines == NULL))) {
+        return cfg_perr(p, CAIRN_ENOMEM, n->line, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        const cfg_slot *s = &p->stack[base + i];
+        n->items[i]       = s->node;
+        if (map) {
+            n->keys[i]      = s->key;
+            n->key_lines[i] = s->key_line;
+        }
+    }
+    p->top = base;
+    return CAIRN_OK;
+}
+
+static cairn_err cfg_parse_node(cfg_parser *p, int depth, cairni_node **np);
+
+/* Common start of a collection: properties, depth, the node itself. */
+static cairn_err
+cfg_begin_collection(cfg_parser *p, cairni_node_kind kind, int depth,
+                     cairni_node **np)
+{
+    const yaml_event_t *ev = &p->ev;
+    cairn_err rv = kind == CAIRNI_NODE_MAP
+                       ? cfg_check_props(p, ev->data.mapping_start.anchor,
+                                         ev->data.mapping_start.tag)
+                       : cfg_check_props(p, ev->data.sequence_start.anchor,
+                                         ev->data.sequence_start.tag);
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    if (depth > CFG_MAX_DEPTH) {
+        return cfg_perr(p, CAIRN_ELIMIT, cfg_ev_line(p),
+                        "nesting deeper than %d levels", CFG_MAX_DEPTH);
+    }
+    return cfg_new_node(p, kind, np);
+}
+
+static cairn_err
+cfg_parse_seq(cfg_parser *p, int depth, cairni_node **np)
+{
+    cairn_err rv = cfg_begin_collection(p, CAIRNI_NODE_SEQ, depth, np);
+    size_t    base = p->top;
+    while (rv == CAIRN_OK && (rv = cfg_next(p)) == CAIRN_OK &&
+           p->ev.type != YAML_SEQUENCE_END_EVENT) {
+        cairni_node *child = NULL;
+        rv = cfg_parse_node(p, depth, &child);
+        if (rv == CAIRN_OK) {
+            rv = cfg_push(p, NULL, 0, child);
+        }
+    }
+    return rv != CAIRN_OK ? rv : cfg_collect(p, *np, base);
+}
+
+static cairn_err
+cfg_parse_key(cfg_parser *p, cairni_node **keyp)
+{
+    yaml_event_type_t t = p->ev.type;
+    if (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) {
+        return cfg_perr(p, CAIRN_ECONFIG, cfg_ev_line(p),
+                        "keys must be scalars, not maps or lists");
+    }
+    if (t != YAML_SCALAR_EVENT) {
+        return cfg_parse_node(p, 0, keyp); /* an alias: refused there */
+    }
+    return cfg_parse_scalar(p, keyp);
+}
+
+static cairn_err
+cfg_check_dup_keys(cfg_parser *p, const cairni_node *map)
+{
+    size_t    dup, orig = 0;
+    cairn_err rv = cfg_first_dup(map->keys, map->count, &dup, &orig);
+    if (rv != CAIRN_OK) {
+        return cfg_perr(p, rv, map->line, "out of memory");
+    }
+    if (dup < map->count) {
+        return cfg_perr(p, CAIRN_ECONFIG, map->key_lines[dup],
+                        "duplicate key '%.*s' (first at line %d)", 64,
+                        map->keys[dup], map->key_lines[orig]);
+    }
+    return CAIRN_OK;
+}
+
+static cairn_err
+cfg_parse_map(cfg_parser *p, int depth, cairni_node **np)
+{
+    cairn_err rv = cfg_begin_collection(p, CAIRNI_NODE_MAP, depth, np);
+    size_t    base = p->top;
+    while (rv == CAIRN_OK && (rv = cfg_next(p)) == CAIRN_OK &&
+           p->ev.type != YAML_MAPPING_END_EVENT) {
+        cairni_node *key = NULL, *value = NULL;
+        rv = cfg_parse_key(p, &key);
+        if (rv == CAIRN_OK && (rv = cfg_next(p)) == CAIRN_OK) {
+            rv = cfg_parse_node(p, depth, &value);
+        }
+        if (rv == CAIRN_OK) {
+            rv = cfg_push(p, key->value, key->line, value);
+        }
+    }
+    if (rv == CAIRN_OK) {
+        rv = cfg_collect(p, *np, base);
+    }
+    return rv != CAIRN_OK ? rv : cfg_check_dup_keys(p, *np);
+}
+
+/* Builds the node of the current event; depth counts enclosing
+ * collections. */
+static cairn_err
+cfg_parse_node(cfg_parser *p, int depth, cairni_node **np)
+{
+    switch (p->ev.type) {
+    case YAML_SCALAR_EVENT:
+        return cfg_parse_scalar(p, np);
+    case YAML_SEQUENCE_START_EVENT:
+        return cfg_parse_seq(p, depth + 1, np);
+    case YAML_MAPPING_START_EVENT:
+        return cfg_parse_map(p, depth + 1, np);
+    case YAML_ALIAS_EVENT:
+        return cfg_perr(p, CAIRN_ECONFIG, cfg_ev_line(p),
+                        "aliases are not allowed (*%.*s)", CFG_NAME_SHOW,
+                        (const char *)p->ev.data.alias.anchor);
+    default:
+        return cfg_perr(p, CAIRN_EINTERNAL, cfg_ev_line(p),
+                        "unexpected YAML event %d", (int)p->ev.type);
+    }
+}
+
+static cairn_err
+cfg_expect(cfg_parser *p, yaml_event_type_t type)
+{
+    cairn_err rv = cfg_next(p);
+    if (rv == CAIRN_OK && p->ev.type != type) {
+        rv = cfg_perr(p, CAIRN_EINTERNAL, cfg_ev_line(p),
+                      "unexpected YAML event %d", (int)p->ev.type);
+    }
+    return rv;
+}
+
+/* stream-start (document-start node document-end)? stream-end */
+static cairn_err
+cfg_parse_stream(cfg_parser *p)
+{
+    cairn_err rv = cfg_expect(p, YAML_STREAM_START_EVENT);
+    if (rv == CAIRN_OK) {
+        rv = cfg_next(p);
+    }
+    if (rv != CAIRN_OK || p->ev.type == YAML_STREAM_END_EVENT) {
+        return rv;
+    }
+    if (p->ev.type != YAML_DOCUMENT_START_EVENT) {
+        return cfg_perr(p, CAIRN_EINTERNAL, cfg_ev_line(p),
+                        "unexpected YAML event %d", (int)p->ev.type);
+    }
+    if ((rv = cfg_next(p)) != CAIRN_OK ||
+        (rv = cfg_parse_node(p, 0, &p->doc->root)) != CAIRN_OK ||
+        (rv = cfg_expect(p, YAML_DOCUMENT_END_EVENT)) != CAIRN_OK ||
+        (rv = cfg_next(p)) != CAIRN_OK) {
+        return rv;
+    }
+    if (p->ev.type == YAML_DOCUMENT_START_EVENT) {
+        return cfg_perr(p, CAIRN_ECONFIG, cfg_ev_line(p),
+                        "more than one document (only one is allowed)");
+    }
+    return p->ev.type == YAML_STREAM_END_EVENT
+               ? CAIRN_OK
+               : cfg_perr(p, CAIRN_EINTERNAL, cfg_ev_line(p),
+                          "unexpected YAML event %d", (int)p->ev.type);
+}
+
+cairn_err
+cairni_doc_parse_string(const char *name, const char *text, size_t len,
+                        cairni_doc **docp, char *err, size_t errlen)
+{
+    cfg_parser p = {.file = name != NULL ? name : "<string>",
+                    .text = text != NULL ? text : "",
+                    .len = text != NULL ? len : 0,
+                    .err = err,
+                    .errlen = errlen};
+    cairn_err  rv;
+    *docp = NULL;
+    if (err != NULL && errlen > 0) {
+        err[0] = '\0';
+    }
+    if (p.len > CFG_MAX_BYTES) {
+        return cfg_perr(&p, CAIRN_ETOOBIG, 1, "larger than %u bytes (1 MiB)",
+                        CFG_MAX_BYTES);
+    }
+    p.doc = calloc(1, sizeof(*p.doc));
+    if (p.doc == NULL || (p.doc->file = strdup(p.file)) == NULL) {
+        rv = cfg_perr(&p, CAIRN_ENOMEM, 1, "out of memory");
+        goto fail;
+    }
+    if (!yaml_parser_initialize(&p.yp)) {
+        rv = cfg_perr(&p, CAIRN_ENOMEM, 1, "out of memory");
+        goto fail;
+    }
+    yaml_parser_set_input_string(&p.yp, (const unsigned char *)p.text, p.len);
+    rv = cfg_parse_stream(&p);
+    yaml_event_delete(&p.ev);
+    yaml_parser_delete(&p.yp);
+    free(p.stack);
+    if (rv != CAIRN_OK) {
+        goto fail;
+    }
+    *docp = p.doc;
+    return CAIRN_OK;
+fail:
+    cairni_doc_free(p.doc);
+    return rv;
+}
+
+/* Reads at most CFG_MAX_BYTES + 1 bytes: one more tells "too large". */
+static cairn_err
+cfg_read_file(const char *path, char **bufp, size_t *lenp, char *err,
+              size_t errlen)
+{
+    cairn_err rv  = CAIRN_OK;
+    char     *buf = NULL;
+    size_t    len = 0;
+    FILE     *f   = fopen(path, "rb");
+    if (f == NULL) {
+        rv = cairn_errno(errno);
+        cfg_errf(err, errlen, path, 0, "cannot open: %s", strerror(errno));
+        goto fail;
+    }
+    buf = malloc(CFG_MAX_BYTES + 1);
+    if (buf == NULL) {
+        rv = CAIRN_ENOMEM;
+        cfg_errf(err, errlen, path, 0, "out of memory");
+        goto fail;
+    }
+    len = fread(buf, 1, CFG_MAX_BYTES + 1, f);
+    if (ferror(f)) {
+        rv = cairn_errno(errno != 0 ? errno : EIO);
+        cfg_errf(err, errlen, path, 0, "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    fclose(f);
+    *bufp = buf;
+    *lenp = len;
+    return CAIRN_OK;
+fail:
+    free(buf);
+    if (f != NULL) {
+        fclose(f);
+    }
+    return rv;
+}
+
+cairn_err
+cairni_doc_parse_file(const char *path, cairni_doc **docp, char *err,
+                      size_t errlen)
+{
+    char  *buf = NULL;
+    size_t len = 0;
+    *docp      = NULL;
+    cairn_err rv = cfg_read_file(path, &buf, &len, err, errlen);
+    if (rv == CAIRN_OK) {
+        rv = cairni_doc_parse_string(path, buf, len, docp, err, errlen);
+        free(buf);
+    }
+    return rv;
+}
+
+void
+cairni_doc_free(cairni_doc *doc)
+{
+    if (doc == NULL) {
+        return;
+    }
+    cairni_arena_fini(&doc->arena);
+    free(doc->file);
+    free(doc);
+}
+
+const cairni_node *
+cairni_node_get(const cairni_node *map, const char *key)
+{
+    if (map == NULL || map->kind != CAIRNI_NODE_MAP) {
+        return NULL;
+    }
+    for (size_t i = 0; i < map->count; i++) {
+        if (strcmp(map->keys[i], key) == 0) {
+            return map->items[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- the daemon's configuration ------------------------------------------ */
+
+static const cairn_cfg_field cfg_runtime_fields[] = {
+    {.name = "name", .type = CAIRN_CFG_STRING, .def = "cairn",
+     .offset = offsetof(cairni_runtime_cfg, name),
+     .description = "name of this runtime, shown in status and metrics"},
+    {.name = "data_dir", .type = CAIRN_CFG_STRING, .def = "/var/lib/cairn",
+     .offset = offsetof(cairni_runtime_cfg, data_dir),
+     .description = "directory of the store and the admin socket"},
+    {.name = "plugin_dir", .type = CAIRN_CFG_STRING, .def = "",
+     .offset = offsetof(cairni_runtime_cfg, plugin_dir),
+     .description = "where relative plugin paths are looked up; empty: the "
+                    "plugin directory built into cairnd"},
+    {.name = "admin", .type = CAIRN_CFG_STRING, .def = "",
+     .offset = offsetof(cairni_runtime_cfg, admin),
+     .description = "admin socket URL; empty: ipc://<data_dir>/admin.sock"},
+    {.name = "log_level", .type = CAIRN_CFG_ENUM, .def = "info",
+     .offset = offsetof(cairni_runtime_cfg, log_level),
+     .choices = "error|warn|info|debug",
+     .description = "least severe level written to stderr"},
+    {.name = "sub_queue", .type = CAIRN_CFG_INT, .def = "4096",
+     .offset = offsetof(cairni_runtime_cfg, sub_queue), .min = 1,
+     .max = 1048576,
+     .description = "messages a subscriber may lag behind before its "
+                    "messages are dropped (and counted)"},
+    {.type = CAIRN_CFG_END},
+};
+
+static const cairn_cfg_field cfg_store_fields[] = {
+    {.name = "sync", .type = CAIRN_CFG_ENUM, .def = "full",
+     .offset = offsetof(cairni_store_cfg, sync), .choices = "full|normal",
+     .description = "full: survives power loss; normal: survives a crash of "
+                    "cairnd only"},
+    {.name = "max_bytes", .type = CAIRN_CFG_SIZE, .def = "64MiB",
+     .offset = offsetof(cairni_store_cfg, max_bytes), .min = 65536,
+     .max = CFG_NO_MAX_U64,
+     .description = "the store never grows past this size"},
+    {.name = "max_messages", .type = CAIRN_CFG_INT, .def = "1000000",
+     .offset = offsetof(cairni_store_cfg, max_messages), .min = 1,
+     .max = CFG_NO_MAX_INT,
+     .description = "most messages waiting in the outbox"},
+    {.name = "ttl", .type = CAIRN_CFG_DURATION, .def = "0",
+     .offset = offsetof(cairni_store_cfg, ttl_ms),
+     .description = "undelivered messages older than this are dropped; 0: "
+                    "kept until delivered"},
+    {.name = "on_full", .type = CAIRN_CFG_ENUM, .def = "reject",
+     .offset = offsetof(cairni_store_cfg, on_full),
+     .choices = "reject|drop_oldest",
+     .description = "when full: refuse the new message, or drop the oldest "
+                    "(counted)"},
+    {.type = CAIRN_CFG_END},
+};
+
+static const cairn_cfg_field cfg_retry_fields[] = {
+    {.name = "initial", .type = CAIRN_CFG_DURATION, .def = "500ms",
+     .offset = offsetof(cairni_retry_cfg, initial_ms), .min = 1,
+     .max = CFG_NO_MAX_U64, .description = "delay before the first retry"},
+    {.name = "max", .type = CAIRN_CFG_DURATION, .def = "60s",
+     .offset = offsetof(cairni_retry_cfg, max_ms),
+     .description = "longest delay between retries; at least initial"},
+    {.name = "multiplier", .type = CAIRN_CFG_DOUBLE, .def = "2.0",
+     .offset = offsetof(cairni_retry_cfg, multiplier), .min = 1, .max = 10,
+     .description = "each delay is the previous one times this (plus "
+                    "jitter)"},
+    {.name = "max_attempts", .type = CAIRN_CFG_INT, .def = "0",
+     .offset = offsetof(cairni_retry_cfg, max_attempts), .min = 0,
+     .max = CFG_NO_MAX_INT,
+     .description = "attempts before a message goes to the dead letters; "
+                    "0: retry forever"},
+    {.type = CAIRN_CFG_END},
+};
+
+static const cairn_cfg_field cfg_plugin_fields[] = {
+    {.name = "name", .type = CAIRN_CFG_STRING,
+     .offset = offsetof(cairni_plugin_cfg, name),
+     .description = "instance name, unique among the plugins"},
+    {.name = "path", .type = CAIRN_CFG_STRING,
+     .offset = offsetof(cairni_plugin_cfg, path),
+     .description = "shared object; a relative name is looked up in "
+                    "runtime.plugin_dir"},
+    {.name = "optional", .type = CAIRN_CFG_BOOL, .def = "false",
+     .offset = offsetof(cairni_plugin_cfg, optional),
+     .description = "if it fails to load or start, the others run anyway"},
+    {.name = "config", .type = CAIRNI_CFG_NODE,
+     .offset = offsetof(cairni_plugin_cfg, config),
+     .description = "the plugin's own settings, checked against its table"},
+    {.type = CAIRN_CFG_END},
+};
+
+const cairn_cfg_field cairni_config_fields[] = {
+    {.name = "runtime", .type = CAIRN_CFG_MAP,
+     .offset = offsetof(cairni_config, runtime), .sub = cfg_runtime_fields,
+     .description = "the runtime itself"},
+    {.name = "store", .type = CAIRN_CFG_MAP,
+     .offset = offsetof(cairni_config, store), .sub = cfg_store_fields,
+     .description = "the durable outbox"},
+    {.name = "retry", .type = CAIRN_CFG_MAP,
+     .offset = offsetof(cairni_config, retry), .sub = cfg_retry_fields,
+     .description = "backoff of failed deliveries"},
+    {.name = "plugins", .type = CAIRN_CFG_LIST,
+     .offset = offsetof(cairni_config, plugins), .sub = cfg_plugin_fields,
+     .elem_size = sizeof(cairni_plugin_cfg),
+     .description = "plugins to load, started in this order"},
+    {.type = CAIRN_CFG_END},
+};
+
+/* Checks across keys, run in order after the tables have filled cfg. */
+typedef cairn_err (*cfg_check_fn)(cairni_config *cfg, char *err,
+                                  size_t errlen);
+
+static cairn_err
+cfg_check_retry(cairni_config *cfg, char *err, size_t errlen)
+{
+    const cairni_retry_cfg *r = &cfg->retry;
+    if (r->max_ms >= r->initial_ms) {
+        return CAIRN_OK;
+    }
+    const cairni_node *node = cairni_node_get(cfg->doc->root, "retry");
+    cfg_errf(err, errlen, cfg->doc->file, node != NULL ? node->line : 1,
+             "'retry.max' (%llums) must not be less than 'retry.initial' "
+             "(%llums)",
+             (unsigned long long)r->max_ms, (unsigned long long)r->initial_ms);
+    return CAIRN_ECONFIG;
+}
+
+/* Sets each entry's line; names must be non-empty and unique. */
+static cairn_err
+cfg_check_plugins(cairni_config *cfg, char *err, size_t errlen)
+{
+    const cairni_node *seq = cairni_node_get(cfg->doc->root, "plugins");
+    cairni_plugin_cfg *pl  = cfg->plugins.items;
+    size_t             n   = cfg->plugins.count;
+    if (n == 0) {
+        return CAIRN_OK;
+    }
+    const char **names = calloc(n, sizeof(*names));
+    if (names == NULL) {
+        cfg_errf(err, errlen, cfg->doc->file, seq->line, "out of memory");
+        return CAIRN_ENOMEM;
+    }
+    cairn_err rv = CAIRN_OK;
+    for (size_t i = 0; i < n; i++) {
+        pl[i].line = seq->items[i]->line;
+        names[i]   = pl[i].name;
+        if (rv == CAIRN_OK && pl[i].name[0] == '\0') {
+            cfg_errf(err, errlen, cfg->doc->file, pl[i].line,
+                     "'plugins[%zu].name' must not be empty", i);
+            rv = CAIRN_ECONFIG;
+        }
+    }
+    size_t dup, orig = 0;
+    if (rv == CAIRN_OK && (rv = cfg_first_dup(names, n, &dup, &orig)) ==
+                              CAIRN_OK && dup < n) {
+        const cairni_node *at = cairni_node_get(seq->items[dup], "name");
+        cfg_errf(err, errlen, cfg->doc->file, at != NULL ? at->line : pl[dup].line,
+                 "duplicate plugin name '%.*s' (first at line %d)", 64,
+                 pl[dup].name, pl[orig].line);
+        rv = CAIRN_ECONFIG;
+    }
+    free(names);
+    return rv;
+}
+
+static const cfg_check_fn cfg_checks[] = {
+    cfg_check_retry,
+    cfg_check_plugins,
+};
+
+/* Takes doc; on success *cfgp owns it. */
+static cairn_err
+cfg_config_build(cairni_doc *doc, cairni_config **cfgp, char *err,
+                 size_t errlen)
+{
+    cairn_err      rv  = CAIRN_ENOMEM;
+    cairni_config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) {
+        cfg_errf(err, errlen, doc->file, 1, "out of memory");
+        cairni_doc_free(doc);
+        return rv;
+    }
+    cfg->doc = doc;
+    rv = cairni_cfg_fill(doc, doc->root, cairni_config_fields, cfg,
+                         &cfg->arena, err, errlen);
+    for (size_t i = 0; rv == CAIRN_OK && i < CAIRNI_ARRAY_LEN(cfg_checks);
+         i++) {
+        rv = cfg_checks[i](cfg, err, errlen);
+    }
+    if (rv != CAIRN_OK) {
+        goto fail;
+    }
+    *cfgp = cfg;
+    return CAIRN_OK;
+fail:
+    cairni_config_free(cfg);
+    return rv;
+}
+
+cairn_err
+cairni_config_load(const char *path, cairni_config **cfgp, char *err,
+                   size_t errlen)
+{
+    cairni_doc *doc = NULL;
+    *cfgp           = NULL;
+    cairn_err rv    = cairni_doc_parse_file(path, &doc, err, errlen);
+    return rv != CAIRN_OK ? rv : cfg_config_build(doc, cfgp, err, errlen);
+}
+
+cairn_err
+cairni_config_load_string(const char *name, const char *text,
+                          cairni_config **cfgp, char *err, size_t errlen)
+{
+    cairni_doc *doc = NULL;
+    *cfgp           = NULL;
+    cairn_err rv    = cairni_doc_parse_string(name, text,
+                                              text != NULL ? strlen(text) : 0,
+                                              &doc, err, errlen);
+    return rv != CAIRN_OK ? rv : cfg_config_build(doc, cfgp, err, errlen);
+}
+
+void
+cairni_config_free(cairni_config *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    cairni_arena_fini(&cfg->arena);
+    cairni_doc_free(cfg->doc);
+    free(cfg);
+}

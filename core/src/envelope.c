@@ -134,21 +134,21 @@ env_check(const cairn_envelope *env)
 static size_t
 env_size(const cairn_envelope *env, size_t *nkeys)
 {
-    size_t n = 4; /* one-byte keys */
+    size_t n = 4; /* keys, one byte each */
     size_t size = env_str_size(env->payload.len) +
                   env_str_size(CAIRN_ID_LEN) + env_str_size(env->topic.len) +
                   env_head_size(env->ts);
 
     if (env->flags & CAIRN_ENV_HAS_CORR) {
-        size += 1 + env_str_size(CAIRN_ID_LEN);
+        size += env_str_size(CAIRN_ID_LEN);
         n++;
     }
     if (env->flags & CAIRN_ENV_HAS_CTYPE) {
-        size += 1 + env_str_size(env->ctype.len);
+        size += env_str_size(env->ctype.len);
         n++;
     }
     if (env->nheaders > 0) {
-        size += 1 + env_head_size(env->nheaders);
+        size += env_head_size(env->nheaders);
         for (uint32_t i = 0; i < env->nheaders; i++) {
             size += env_str_size(env->headers[i].name.len) +
                     env_str_size(env->headers[i].value.len);
@@ -156,11 +156,11 @@ env_size(const cairn_envelope *env, size_t *nkeys)
         n++;
     }
     if (env->flags & CAIRN_ENV_HAS_ATTEMPT) {
-        size += 1 + env_head_size(env->attempt);
+        size += env_head_size(env->attempt);
         n++;
     }
     if (env->flags & CAIRN_ENV_HAS_KEY) {
-        size += 1 + env_str_size(env->key.len);
+        size += env_str_size(env->key.len);
         n++;
     }
     *nkeys = n;

@@ -1,0 +1,114 @@
+/*
+ * testplug.c - one source, several deliberately odd plugins, chosen with
+ * TP_MODE at compile time, for the loader's refusal tests:
+ *
+ *   TP_NOENTRY   exports no entry symbol
+ *   TP_ABI2      claims plugin ABI 2.0
+ *   TP_SMALL     descriptor smaller than ABI 1.0's
+ *   TP_INITFAIL  init fails
+ *   TP_V10       frozen ABI 1.0 layout (size exactly the 1.0 size): must
+ *                keep loading as the ABI grows
+ *   TP_FUTURE    a later 1.x minor with a bigger descriptor: must load
+ *   TP_ECHO      a working plugin with an "echo" service
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cairn/cairn.h>
+
+enum { TP_NOENTRY = 1, TP_ABI2, TP_SMALL, TP_INITFAIL, TP_V10, TP_FUTURE, TP_ECHO };
+
+typedef struct tp {
+    const cairn_host *host;
+    cairn_plugin     *self;
+} tp;
+
+static cairn_err
+tp_echo(void *arg, const cairn_envelope *req, cairn_out *out)
+{
+    tp *t = arg;
+    return t->host->out_append(out, req->payload.ptr, req->payload.len);
+}
+
+static cairn_err
+tp_init(const cairn_host *host, cairn_plugin *self, const void *config,
+        void **statep)
+{
+    if (TP_MODE == TP_INITFAIL) {
+        host->log(self, CAIRN_LOG_ERROR, "refusing to initialize on purpose");
+        return CAIRN_EIO;
+    }
+    tp *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    t->host = host;
+    t->self = self;
+    *statep = t;
+    return CAIRN_OK;
+}
+
+static cairn_err
+tp_start(void *state)
+{
+    tp *t = state;
+    if (TP_MODE == TP_ECHO) {
+        return t->host->serve(t->self, "echo", tp_echo, t, NULL);
+    }
+    return CAIRN_OK;
+}
+
+static void
+tp_stop(void *state)
+{
+}
+
+static void
+tp_fini(void *state)
+{
+    free(state);
+}
+
+/* A descriptor from a later minor: the 1.0 fields, then more. */
+typedef struct tp_desc_future {
+    cairn_plugin_desc base;
+    void (*later_hook)(void *state);
+    uint64_t later_flags;
+} tp_desc_future;
+
+static const tp_desc_future tp_desc = {
+    .base =
+        {
+            .abi_version = TP_MODE == TP_ABI2     ? (2u << 16)
+                           : TP_MODE == TP_FUTURE ? ((1u << 16) | 7u)
+                                                  : CAIRN_ABI_VERSION,
+            .size = TP_MODE == TP_SMALL    ? 16
+                    : TP_MODE == TP_V10    ? CAIRN_PLUGIN_DESC_V1_0_SIZE
+                    : TP_MODE == TP_FUTURE ? sizeof(tp_desc_future)
+                                           : sizeof(cairn_plugin_desc),
+            .name        = "testplug",
+            .version     = "0",
+            .description = "loader test plugin",
+            .init        = tp_init,
+            .start       = tp_start,
+            .stop        = tp_stop,
+            .fini        = tp_fini,
+        },
+    .later_flags = 1,
+};
+
+#if TP_MODE == TP_NOENTRY
+CAIRN_EXPORT const void *not_the_entry(void);
+const void *
+not_the_entry(void)
+{
+    return &tp_desc;
+}
+#else
+CAIRN_EXPORT const cairn_plugin_desc *cairn_plugin_v1(void);
+const cairn_plugin_desc *
+cairn_plugin_v1(void)
+{
+    return &tp_desc.base;
+}
+#endif
