@@ -39,7 +39,6 @@
  *  - Strings and arrays are allocated in the caller's arena, never pointed
  *    into the document, so the document may be freed first.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -74,16 +73,22 @@ typedef struct cfg_unit {
 } cfg_unit;
 
 static const cfg_unit cfg_dur_units[] = {
-    {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-    {"d", 86400000}, {NULL, 0},
+    {"", 1},        {"ms", 1},       {"s", 1000}, {"m", 60000},
+    {"h", 3600000}, {"d", 86400000}, {NULL, 0},
 };
 
 static const cfg_unit cfg_size_units[] = {
-    {"", 1}, {"B", 1},
-    {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
+    {"", 1},
+    {"B", 1},
+    {"KiB", 1ull << 10},
+    {"MiB", 1ull << 20},
+    {"GiB", 1ull << 30},
     {"TiB", 1ull << 40},
-    {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull},
-    {"TB", 1000000000000ull}, {NULL, 0},
+    {"KB", 1000ull},
+    {"MB", 1000000ull},
+    {"GB", 1000000000ull},
+    {"TB", 1000000000000ull},
+    {NULL, 0},
 };
 
 /* ---- messages ------------------------------------------------------------ */
@@ -146,29 +151,34 @@ cfg_got(const cairni_node *n, char *buf, size_t len)
     return buf;
 }
 
+/* Each type's name in the docs and what a message says it must be. */
+static const struct cfg_type_info {
+    int         type;
+    const char *name;
+    const char *phrase;
+} cfg_types[] = {
+    {CAIRN_CFG_STRING, "string", "a string"},
+    {CAIRN_CFG_INT, "integer", "an integer"},
+    {CAIRN_CFG_DOUBLE, "number", "a finite number"},
+    {CAIRN_CFG_BOOL, "bool", "true or false"},
+    {CAIRN_CFG_DURATION, "duration", "a duration (e.g. 250ms, 5s, 2m, 1h, 1d)"},
+    {CAIRN_CFG_SIZE, "size", "a size (e.g. 512, 64KiB, 10MiB, 1GiB)"},
+    {CAIRN_CFG_ENUM, "enum", "one of the choices"},
+    {CAIRN_CFG_STRLIST, "list of strings", "a list of strings"},
+    {CAIRN_CFG_LIST, "list of maps", "a list of maps"},
+    {CAIRN_CFG_MAP, "map", "a map"},
+    {CAIRNI_CFG_NODE, "map (free-form)", "a map"},
+};
+
 static const char *
-cfg_type_phrase(cairn_cfg_type t)
+cfg_type_text(cairn_cfg_type t, bool phrase)
 {
-    switch ((int)t) {
-    case CAIRN_CFG_STRING:
-        return "a string";
-    case CAIRN_CFG_INT:
-        return "an integer";
-    case CAIRN_CFG_DOUBLE:
-        return "a finite number";
-    case CAIRN_CFG_BOOL:
-        return "true or false";
-    case CAIRN_CFG_DURATION:
-        return "a duration (e.g. 250ms, 5s, 2m, 1h, 1d)";
-    case CAIRN_CFG_SIZE:
-        return "a size (e.g. 512, 64KiB, 10MiB, 1GiB)";
-    case CAIRN_CFG_STRLIST:
-        return "a list of strings";
-    case CAIRN_CFG_LIST:
-        return "a list of maps";
-    default:
-        return "a map";
+    for (size_t i = 0; i < CAIRNI_ARRAY_LEN(cfg_types); i++) {
+        if (cfg_types[i].type == (int)t) {
+            return phrase ? cfg_types[i].phrase : cfg_types[i].name;
+        }
     }
+    return "?";
 }
 
 static cairn_err
@@ -176,11 +186,13 @@ cfg_type_fail(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n)
 {
     char got[CFG_SHOW_MAX + 8];
     if (f->type == CAIRN_CFG_ENUM) {
-        return cfg_fail(c, CAIRN_ECONFIG, n->line, "'%s' must be one of %s, got %s",
-                        c->path, f->choices, cfg_got(n, got, sizeof(got)));
+        return cfg_fail(c, CAIRN_ECONFIG, n->line,
+                        "'%s' must be one of %s, got %s", c->path, f->choices,
+                        cfg_got(n, got, sizeof(got)));
     }
-    return cfg_fail(c, CAIRN_ECONFIG, n->line, "'%s' must be %s, got %s", c->path,
-                    cfg_type_phrase(f->type), cfg_got(n, got, sizeof(got)));
+    return cfg_fail(c, CAIRN_ECONFIG, n->line, "'%s' must be %s, got %s",
+                    c->path, cfg_type_text(f->type, true),
+                    cfg_got(n, got, sizeof(got)));
 }
 
 /* ---- key paths ----------------------------------------------------------- */
@@ -188,10 +200,10 @@ cfg_type_fail(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n)
 static size_t
 cfg_path_add(cfg_ctx *c, const char *fmt, const char *key, size_t idx)
 {
-    size_t old  = c->plen;
+    size_t old = c->plen;
     size_t room = sizeof(c->path) - c->plen;
-    int    n    = key != NULL ? snprintf(c->path + c->plen, room, fmt, key)
-                              : snprintf(c->path + c->plen, room, fmt, idx);
+    int    n = key != NULL ? snprintf(c->path + c->plen, room, fmt, key)
+                           : snprintf(c->path + c->plen, room, fmt, idx);
     if (n > 0) {
         c->plen += (size_t)n < room ? (size_t)n : room - 1;
     }
@@ -213,7 +225,7 @@ cfg_path_index(cfg_ctx *c, size_t i)
 static void
 cfg_path_pop(cfg_ctx *c, size_t old)
 {
-    c->plen       = old;
+    c->plen = old;
     c->path[old] = '\0';
 }
 
@@ -229,8 +241,9 @@ cfg_path_find(cfg_ctx *c, const cairni_node *cur, const cairni_node *target,
         return false;
     }
     for (size_t i = 0; i < cur->count; i++) {
-        size_t old = cur->kind == CAIRNI_NODE_MAP ? cfg_path_key(c, cur->keys[i])
-                                                  : cfg_path_index(c, i);
+        size_t old = cur->kind == CAIRNI_NODE_MAP
+                         ? cfg_path_key(c, cur->keys[i])
+                         : cfg_path_index(c, i);
         if (cfg_path_find(c, cur->items[i], target, depth + 1)) {
             return true;
         }
@@ -268,8 +281,8 @@ cfg_digit(char ch, int base)
 static cfg_num
 cfg_parse_u64(const char *s, int base, uint64_t *out, const char **end)
 {
-    uint64_t v   = 0;
-    bool     big = false;
+    uint64_t    v = 0;
+    bool        big = false;
     const char *p = s;
     for (int d; (d = cfg_digit(*p, base)) >= 0; p++) {
         if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base) {
@@ -474,8 +487,9 @@ cfg_num_fail(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n,
 {
     char got[CFG_SHOW_MAX + 8];
     if (r == CFG_NUM_BIG) {
-        return cfg_fail(c, CAIRN_ECONFIG, n->line, "'%s' overflows 64 bits, got %s",
-                        c->path, cfg_got(n, got, sizeof(got)));
+        return cfg_fail(c, CAIRN_ECONFIG, n->line,
+                        "'%s' overflows 64 bits, got %s", c->path,
+                        cfg_got(n, got, sizeof(got)));
     }
     return cfg_type_fail(c, f, n);
 }
@@ -523,9 +537,9 @@ cfg_set_double(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n,
     const char *s = n->value;
     char       *end;
     /* strtod also takes spaces, "inf", "nan" and hex: accept plain decimals. */
-    bool start = (*s >= '0' && *s <= '9') || *s == '-' || *s == '+' || *s == '.';
-    errno      = 0;
-    double v   = start ? strtod(s, &end) : 0;
+    bool start =
+        (*s >= '0' && *s <= '9') || *s == '-' || *s == '+' || *s == '.';
+    double v = start ? strtod(s, &end) : 0;
     if (!start || *end != '\0' || end == s || !isfinite(v) ||
         strpbrk(s, "xXnNiI") != NULL) {
         return cfg_type_fail(c, f, n);
@@ -542,7 +556,7 @@ cfg_set_bool(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n,
              void *dst)
 {
     static const char *const yes[] = {"true", "yes", "on"};
-    static const char *const no[]  = {"false", "no", "off"};
+    static const char *const no[] = {"false", "no", "off"};
     for (size_t i = 0; i < CAIRNI_ARRAY_LEN(yes); i++) {
         bool v = strcasecmp(n->value, yes[i]) == 0;
         if (v || strcasecmp(n->value, no[i]) == 0) {
@@ -562,8 +576,8 @@ cfg_set_enum(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n,
                         c->path);
     }
     size_t      vlen = strlen(n->value);
-    int         idx  = 0;
-    const char *p    = f->choices;
+    int         idx = 0;
+    const char *p = f->choices;
     for (;;) {
         const char *bar = strchr(p, '|');
         size_t      len = bar != NULL ? (size_t)(bar - p) : strlen(p);
@@ -659,8 +673,8 @@ cfg_fill_strlist(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n,
         return cfg_type_fail(c, f, n);
     }
     const char **items;
-    cairn_err    rv = cfg_alloc_array(c, n->count, sizeof(*items), n->line,
-                                      (void **)&items);
+    cairn_err    rv =
+        cfg_alloc_array(c, n->count, sizeof(*items), n->line, (void **)&items);
     for (size_t i = 0; rv == CAIRN_OK && i < n->count; i++) {
         size_t old = cfg_path_index(c, i);
         if (n->items[i]->kind != CAIRNI_NODE_SCALAR) {
@@ -711,8 +725,8 @@ cfg_fill_list(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n,
         return cfg_type_fail(c, f, n);
     }
     char     *items;
-    cairn_err rv = cfg_alloc_array(c, n->count, f->elem_size, n->line,
-                                   (void **)&items);
+    cairn_err rv =
+        cfg_alloc_array(c, n->count, f->elem_size, n->line, (void **)&items);
     for (size_t i = 0; rv == CAIRN_OK && i < n->count; i++) {
         size_t old = cfg_path_index(c, i);
         rv = cfg_fill_submap(c, f, n->items[i], items + i * f->elem_size);
@@ -753,14 +767,14 @@ cfg_fill_parsed_default(cfg_ctx *c, const cairn_cfg_field *f, int line,
                         void *dst)
 {
     cairni_doc *doc = NULL;
-    cairn_err   rv  = cairni_doc_parse_string("default", f->def, strlen(f->def),
-                                              &doc, c->err, c->errlen);
+    cairn_err   rv = cairni_doc_parse_string("default", f->def, strlen(f->def),
+                                             &doc, c->err, c->errlen);
     if (rv != CAIRN_OK) {
         return rv;
     }
     cairni_node empty = {.kind = CAIRNI_NODE_SCALAR, .line = line, .value = ""};
-    c->in_default     = true;
-    c->def_line       = line;
+    c->in_default = true;
+    c->def_line = line;
     rv = cfg_fill_value(c, f, doc->root != NULL ? doc->root : &empty, dst);
     c->in_default = false;
     cairni_doc_free(doc);
@@ -781,7 +795,8 @@ cfg_fill_default(cfg_ctx *c, const cairn_cfg_field *f, int line, void *dst)
     if (container && f->def != NULL) {
         return cfg_fill_parsed_default(c, f, line, dst);
     }
-    cairni_node absent = {.kind = CAIRNI_NODE_SCALAR, .line = line, .value = ""};
+    cairni_node absent = {
+        .kind = CAIRNI_NODE_SCALAR, .line = line, .value = ""};
     if (container) {
         return cfg_fill_value(c, f, &absent, dst);
     }
@@ -789,10 +804,10 @@ cfg_fill_default(cfg_ctx *c, const cairn_cfg_field *f, int line, void *dst)
         return cfg_fail(c, CAIRN_ECONFIG, line, "missing required key '%s'",
                         c->path);
     }
-    absent.value  = f->def;
+    absent.value = f->def;
     c->in_default = true;
-    c->def_line   = line;
-    cairn_err rv  = cfg_fill_scalar(c, f, &absent, dst);
+    c->def_line = line;
+    cairn_err rv = cfg_fill_scalar(c, f, &absent, dst);
     c->in_default = false;
     return rv;
 }
@@ -818,7 +833,7 @@ cfg_fill_map(cfg_ctx *c, const cairni_node *map, int line,
 {
     for (size_t i = 0; map != NULL && i < map->count; i++) {
         if (cfg_field_find(fields, map->keys[i]) == NULL) {
-            size_t old = cfg_path_key(c, map->keys[i]);
+            size_t    old = cfg_path_key(c, map->keys[i]);
             cairn_err rv = cfg_fail(c, CAIRN_ECONFIG, map->key_lines[i],
                                     "unknown key '%s'", c->path);
             cfg_path_pop(c, old);
@@ -829,11 +844,11 @@ cfg_fill_map(cfg_ctx *c, const cairni_node *map, int line,
         if (f->name == NULL) {
             continue;
         }
-        const cairni_node *v   = cairni_node_get(map, f->name);
+        const cairni_node *v = cairni_node_get(map, f->name);
         size_t             old = cfg_path_key(c, f->name);
-        cairn_err rv = v != NULL ? cfg_fill_value(c, f, v, base + f->offset)
-                                 : cfg_fill_default(c, f, line,
-                                                    base + f->offset);
+        cairn_err          rv = v != NULL
+                                    ? cfg_fill_value(c, f, v, base + f->offset)
+                                    : cfg_fill_default(c, f, line, base + f->offset);
         cfg_path_pop(c, old);
         if (rv != CAIRN_OK) {
             return rv;
@@ -859,7 +874,7 @@ cairni_cfg_fill(const cairni_doc *doc, const cairni_node *node,
         return cfg_fill_map(&c, NULL, node->line, fields, base);
     }
     if (node != NULL && node->kind != CAIRNI_NODE_MAP) {
-        char got[CFG_SHOW_MAX + 8];
+        char        got[CFG_SHOW_MAX + 8];
         const char *what = c.plen > 0 ? c.path : "the top level";
         return cfg_fail(&c, CAIRN_ECONFIG, node->line,
                         "%s%s%s must be a map, got %s", c.plen > 0 ? "'" : "",
@@ -870,37 +885,6 @@ cairni_cfg_fill(const cairni_doc *doc, const cairni_node *node,
 }
 
 /* ---- documentation ------------------------------------------------------- */
-
-static const char *
-cfg_type_name(cairn_cfg_type t)
-{
-    switch ((int)t) {
-    case CAIRN_CFG_STRING:
-        return "string";
-    case CAIRN_CFG_INT:
-        return "integer";
-    case CAIRN_CFG_DOUBLE:
-        return "number";
-    case CAIRN_CFG_BOOL:
-        return "bool";
-    case CAIRN_CFG_DURATION:
-        return "duration";
-    case CAIRN_CFG_SIZE:
-        return "size";
-    case CAIRN_CFG_ENUM:
-        return "enum";
-    case CAIRN_CFG_STRLIST:
-        return "list of strings";
-    case CAIRN_CFG_LIST:
-        return "list of maps";
-    case CAIRN_CFG_MAP:
-        return "map";
-    case CAIRNI_CFG_NODE:
-        return "map (free-form)";
-    default:
-        return "?";
-    }
-}
 
 /* Text inside a table cell: '|' would end the cell, a newline the row. */
 static void
@@ -923,8 +907,7 @@ cfg_doc_default(const cairn_cfg_field *f, cairni_buf *out)
         return;
     }
     if (t == CAIRNI_CFG_NODE ||
-        (f->def == NULL &&
-         (t == CAIRN_CFG_LIST || t == CAIRN_CFG_STRLIST))) {
+        (f->def == NULL && (t == CAIRN_CFG_LIST || t == CAIRN_CFG_STRLIST))) {
         cairni_buf_printf(out, "empty");
     } else if (f->def == NULL) {
         cairni_buf_printf(out, "required");
@@ -958,20 +941,22 @@ cfg_doc_range(const cairn_cfg_field *f, cairni_buf *out)
 }
 
 static void
-cfg_doc_rows(const cairn_cfg_field *fields, const char *prefix,
-             cairni_buf *out, int depth)
+cfg_doc_rows(const cairn_cfg_field *fields, const char *prefix, cairni_buf *out,
+             int depth)
 {
+    /* "store" and "store." both give "store.max_bytes". */
+    size_t      plen = strlen(prefix);
+    const char *sep = plen > 0 && prefix[plen - 1] != '.' ? "." : "";
     for (const cairn_cfg_field *f = fields; f->type != CAIRN_CFG_END; f++) {
         if (f->name == NULL) {
             continue;
         }
         cairni_buf key = {0};
-        cairni_buf_printf(&key, "%s%s%s", prefix, prefix[0] ? "." : "",
-                          f->name);
+        cairni_buf_printf(&key, "%s%s%s", prefix, sep, f->name);
         const char *k = key.data != NULL ? key.data : f->name;
         cairni_buf_append(out, "| `", 3);
         cfg_doc_cell(out, k);
-        cairni_buf_printf(out, "` | %s | ", cfg_type_name(f->type));
+        cairni_buf_printf(out, "` | %s | ", cfg_type_text(f->type, false));
         cfg_doc_default(f, out);
         cairni_buf_append(out, " | ", 3);
         cfg_doc_range(f, out);

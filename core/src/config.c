@@ -119,7 +119,7 @@ cfg_first_dup(const char *const *strs, size_t n, size_t *dupp, size_t *origp)
         bool starts_run = strcmp(e[i].s, e[i - 1].s) == 0 &&
                           (i == 1 || strcmp(e[i - 1].s, e[i - 2].s) != 0);
         if (starts_run && e[i].i < *dupp) {
-            *dupp  = e[i].i;
+            *dupp = e[i].i;
             *origp = e[i - 1].i;
         }
     }
@@ -199,8 +199,8 @@ cfg_yaml_error(cfg_parser *p)
     if (y->error == YAML_READER_ERROR) {
         int line = cfg_offset_line(p, y->problem_offset);
         if (y->problem_value != -1) {
-            return cfg_perr(p, CAIRN_ECONFIG, line, "%s (byte 0x%02x)",
-                            problem, (unsigned)y->problem_value & 0xffu);
+            return cfg_perr(p, CAIRN_ECONFIG, line, "%s (byte 0x%02x)", problem,
+                            (unsigned)y->problem_value & 0xffu);
         }
         return cfg_perr(p, CAIRN_ECONFIG, line, "%s", problem);
     }
@@ -210,8 +210,8 @@ cfg_yaml_error(cfg_parser *p)
     }
     int cline = cfg_mark_line(&y->context_mark);
     if (cline != line) {
-        return cfg_perr(p, CAIRN_ECONFIG, line, "%s (line %d): %s",
-                        y->context, cline, problem);
+        return cfg_perr(p, CAIRN_ECONFIG, line, "%s (line %d): %s", y->context,
+                        cline, problem);
     }
     return cfg_perr(p, CAIRN_ECONFIG, line, "%s: %s", y->context, problem);
 }
@@ -250,21 +250,27 @@ cfg_check_props(cfg_parser *p, const yaml_char_t *anchor,
     return CAIRN_OK;
 }
 
+/* extra: bytes allocated right after the node (a scalar's text), so a
+ * scalar costs one arena block, not two. */
 static cairn_err
-cfg_new_node(cfg_parser *p, cairni_node_kind kind, cairni_node **np)
+cfg_new_node(cfg_parser *p, cairni_node_kind kind, size_t extra,
+             cairni_node **np)
 {
     int line = cfg_ev_line(p);
     if (++p->nodes > CFG_MAX_NODES) {
         return cfg_perr(p, CAIRN_ELIMIT, line, "more than %d nodes",
                         CFG_MAX_NODES);
     }
-    cairni_node *n = cairni_arena_alloc(&p->doc->arena, sizeof(*n));
+    cairni_node *n =
+        extra > SIZE_MAX - sizeof(*n)
+            ? NULL
+            : cairni_arena_alloc(&p->doc->arena, sizeof(*n) + extra);
     if (n == NULL) {
         return cfg_perr(p, CAIRN_ENOMEM, line, "out of memory");
     }
     n->kind = kind;
     n->line = line;
-    *np     = n;
+    *np = n;
     return CAIRN_OK;
 }
 
@@ -273,12 +279,12 @@ cfg_push(cfg_parser *p, const char *key, int key_line, cairni_node *node)
 {
     if (p->top == p->cap) {
         size_t    cap = p->cap ? p->cap * 2 : 64;
-        cfg_slot *s   = realloc(p->stack, cap * sizeof(*s));
+        cfg_slot *s = realloc(p->stack, cap * sizeof(*s));
         if (s == NULL) {
             return cfg_perr(p, CAIRN_ENOMEM, node->line, "out of memory");
         }
         p->stack = s;
-        p->cap   = cap;
+        p->cap = cap;
     }
     p->stack[p->top++] = (cfg_slot){key, key_line, node};
     return CAIRN_OK;
@@ -288,26 +294,25 @@ static cairn_err
 cfg_parse_scalar(cfg_parser *p, cairni_node **np)
 {
     const yaml_event_t *ev = &p->ev;
-    cairn_err rv = cfg_check_props(p, ev->data.scalar.anchor,
-                                   ev->data.scalar.tag);
+    const char         *v = (const char *)ev->data.scalar.value;
+    size_t              len = ev->data.scalar.length;
+    cairn_err           rv =
+        cfg_check_props(p, ev->data.scalar.anchor, ev->data.scalar.tag);
+    /* A "\0" escape would silently cut the text short. */
+    if (rv == CAIRN_OK && memchr(v, '\0', len) != NULL) {
+        rv = cfg_perr(p, CAIRN_ECONFIG, cfg_ev_line(p),
+                      "NUL characters are not allowed in a value");
+    }
     if (rv == CAIRN_OK) {
-        rv = cfg_new_node(p, CAIRNI_NODE_SCALAR, np);
+        rv = cfg_new_node(p, CAIRNI_NODE_SCALAR, len + 1, np);
     }
     if (rv != CAIRN_OK) {
         return rv;
     }
-    const char *v   = (const char *)ev->data.scalar.value;
-    size_t      len = ev->data.scalar.length;
-    /* A "\0" escape would silently cut the text short. */
-    if (memchr(v, '\0', len) != NULL) {
-        return cfg_perr(p, CAIRN_ECONFIG, (*np)->line,
-                        "NUL characters are not allowed in a value");
-    }
-    (*np)->value  = cairni_arena_strndup(&p->doc->arena, v, len);
+    char *text = (char *)(*np + 1); /* zeroed, so already terminated */
+    memcpy(text, v, len);
+    (*np)->value = text;
     (*np)->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-    if ((*np)->value == NULL) {
-        return cfg_perr(p, CAIRN_ENOMEM, (*np)->line, "out of memory");
-    }
     return CAIRN_OK;
 }
 
@@ -315,26 +320,27 @@ cfg_parse_scalar(cfg_parser *p, cairni_node **np)
 static cairn_err
 cfg_collect(cfg_parser *p, cairni_node *n, size_t base)
 {
-    cairni_arena *a     = &p->doc->arena;
+    cairni_arena *a = &p->doc->arena;
     size_t        count = p->top - base;
-    bool          map   = n->kind == CAIRNI_NODE_MAP;
-    n->count            = count;
+    bool          map = n->kind == CAIRNI_NODE_MAP;
+    n->count = count;
     if (count == 0) {
         return CAIRN_OK;
     }
     n->items = cairni_arena_alloc(a, count * sizeof(*n->items));
     if (map) {
-        n->keys      = cairni_arena_alloc(a, count * sizeof(*n->keys));
+        n->keys = cairni_arena_alloc(a, count * sizeof(*n->keys));
         n->key_lines = cairni_arena_alloc(a, count * sizeof(*n->key_lines));
     }
-    if (n->items == NULL || (map && (n->keys == NULL || n->key_lines == NULL))) {
+    if (n->items == NULL ||
+        (map && (n->keys == NULL || n->key_lines == NULL))) {
         return cfg_perr(p, CAIRN_ENOMEM, n->line, "out of memory");
     }
     for (size_t i = 0; i < count; i++) {
         const cfg_slot *s = &p->stack[base + i];
-        n->items[i]       = s->node;
+        n->items[i] = s->node;
         if (map) {
-            n->keys[i]      = s->key;
+            n->keys[i] = s->key;
             n->key_lines[i] = s->key_line;
         }
     }
@@ -350,11 +356,11 @@ cfg_begin_collection(cfg_parser *p, cairni_node_kind kind, int depth,
                      cairni_node **np)
 {
     const yaml_event_t *ev = &p->ev;
-    cairn_err rv = kind == CAIRNI_NODE_MAP
-                       ? cfg_check_props(p, ev->data.mapping_start.anchor,
-                                         ev->data.mapping_start.tag)
-                       : cfg_check_props(p, ev->data.sequence_start.anchor,
-                                         ev->data.sequence_start.tag);
+    cairn_err           rv = kind == CAIRNI_NODE_MAP
+                                 ? cfg_check_props(p, ev->data.mapping_start.anchor,
+                                                   ev->data.mapping_start.tag)
+                                 : cfg_check_props(p, ev->data.sequence_start.anchor,
+                                                   ev->data.sequence_start.tag);
     if (rv != CAIRN_OK) {
         return rv;
     }
@@ -362,7 +368,7 @@ cfg_begin_collection(cfg_parser *p, cairni_node_kind kind, int depth,
         return cfg_perr(p, CAIRN_ELIMIT, cfg_ev_line(p),
                         "nesting deeper than %d levels", CFG_MAX_DEPTH);
     }
-    return cfg_new_node(p, kind, np);
+    return cfg_new_node(p, kind, 0, np);
 }
 
 static cairn_err
@@ -544,10 +550,10 @@ static cairn_err
 cfg_read_file(const char *path, char **bufp, size_t *lenp, char *err,
               size_t errlen)
 {
-    cairn_err rv  = CAIRN_OK;
+    cairn_err rv = CAIRN_OK;
     char     *buf = NULL;
     size_t    len = 0;
-    FILE     *f   = fopen(path, "rb");
+    FILE     *f = fopen(path, "rb");
     if (f == NULL) {
         rv = cairn_errno(errno);
         cfg_errf(err, errlen, path, 0, "cannot open: %s", strerror(errno));
@@ -583,7 +589,7 @@ cairni_doc_parse_file(const char *path, cairni_doc **docp, char *err,
 {
     char  *buf = NULL;
     size_t len = 0;
-    *docp      = NULL;
+    *docp = NULL;
     cairn_err rv = cfg_read_file(path, &buf, &len, err, errlen);
     if (rv == CAIRN_OK) {
         rv = cairni_doc_parse_string(path, buf, len, docp, err, errlen);
@@ -619,113 +625,99 @@ cairni_node_get(const cairni_node *map, const char *key)
 
 /* ---- the daemon's configuration ------------------------------------------ */
 
+/* One row of the daemon's tables; unlike CAIRN_FIELD_*, the key is given,
+ * since some members carry their unit (ttl_ms for "ttl"). */
+#define CFG_ROW(KEY, T, S, M, D, TEXT, ...)                                    \
+    {                                                                          \
+        .name = (KEY), .type = (T), .def = (D), .offset = offsetof(S, M),      \
+        .description = (TEXT), __VA_ARGS__                                     \
+    }
+
+// clang-format off
 static const cairn_cfg_field cfg_runtime_fields[] = {
-    {.name = "name", .type = CAIRN_CFG_STRING, .def = "cairn",
-     .offset = offsetof(cairni_runtime_cfg, name),
-     .description = "name of this runtime, shown in status and metrics"},
-    {.name = "data_dir", .type = CAIRN_CFG_STRING, .def = "/var/lib/cairn",
-     .offset = offsetof(cairni_runtime_cfg, data_dir),
-     .description = "directory of the store and the admin socket"},
-    {.name = "plugin_dir", .type = CAIRN_CFG_STRING, .def = "",
-     .offset = offsetof(cairni_runtime_cfg, plugin_dir),
-     .description = "where relative plugin paths are looked up; empty: the "
-                    "plugin directory built into cairnd"},
-    {.name = "admin", .type = CAIRN_CFG_STRING, .def = "",
-     .offset = offsetof(cairni_runtime_cfg, admin),
-     .description = "admin socket URL; empty: ipc://<data_dir>/admin.sock"},
-    {.name = "log_level", .type = CAIRN_CFG_ENUM, .def = "info",
-     .offset = offsetof(cairni_runtime_cfg, log_level),
-     .choices = "error|warn|info|debug",
-     .description = "least severe level written to stderr"},
-    {.name = "sub_queue", .type = CAIRN_CFG_INT, .def = "4096",
-     .offset = offsetof(cairni_runtime_cfg, sub_queue), .min = 1,
-     .max = 1048576,
-     .description = "messages a subscriber may lag behind before its "
-                    "messages are dropped (and counted)"},
+    CFG_ROW("name", CAIRN_CFG_STRING, cairni_runtime_cfg, name, "cairn",
+            "name of this runtime, shown in status and metrics", .min = 0),
+    CFG_ROW("data_dir", CAIRN_CFG_STRING, cairni_runtime_cfg, data_dir,
+            "/var/lib/cairn", "directory of the store and the admin socket",
+            .min = 0),
+    CFG_ROW("plugin_dir", CAIRN_CFG_STRING, cairni_runtime_cfg, plugin_dir, "",
+            "where relative plugin paths are looked up; empty: the plugin "
+            "directory built into cairnd", .min = 0),
+    CFG_ROW("admin", CAIRN_CFG_STRING, cairni_runtime_cfg, admin, "",
+            "admin socket URL; empty: `ipc://<data_dir>/admin.sock`", .min = 0),
+    CFG_ROW("log_level", CAIRN_CFG_ENUM, cairni_runtime_cfg, log_level, "info",
+            "least severe level written to stderr",
+            .choices = "error|warn|info|debug"),
+    CFG_ROW("sub_queue", CAIRN_CFG_INT, cairni_runtime_cfg, sub_queue, "4096",
+            "messages a subscriber may lag behind before its messages are "
+            "dropped (and counted)", .min = 1, .max = 1048576),
     {.type = CAIRN_CFG_END},
 };
 
 static const cairn_cfg_field cfg_store_fields[] = {
-    {.name = "sync", .type = CAIRN_CFG_ENUM, .def = "full",
-     .offset = offsetof(cairni_store_cfg, sync), .choices = "full|normal",
-     .description = "full: survives power loss; normal: survives a crash of "
-                    "cairnd only"},
-    {.name = "max_bytes", .type = CAIRN_CFG_SIZE, .def = "64MiB",
-     .offset = offsetof(cairni_store_cfg, max_bytes), .min = 65536,
-     .max = CFG_NO_MAX_U64,
-     .description = "the store never grows past this size"},
-    {.name = "max_messages", .type = CAIRN_CFG_INT, .def = "1000000",
-     .offset = offsetof(cairni_store_cfg, max_messages), .min = 1,
-     .max = CFG_NO_MAX_INT,
-     .description = "most messages waiting in the outbox"},
-    {.name = "ttl", .type = CAIRN_CFG_DURATION, .def = "0",
-     .offset = offsetof(cairni_store_cfg, ttl_ms),
-     .description = "undelivered messages older than this are dropped; 0: "
-                    "kept until delivered"},
-    {.name = "on_full", .type = CAIRN_CFG_ENUM, .def = "reject",
-     .offset = offsetof(cairni_store_cfg, on_full),
-     .choices = "reject|drop_oldest",
-     .description = "when full: refuse the new message, or drop the oldest "
-                    "(counted)"},
+    CFG_ROW("sync", CAIRN_CFG_ENUM, cairni_store_cfg, sync, "full",
+            "full: survives power loss; normal: survives a crash of cairnd "
+            "only", .choices = "full|normal"),
+    CFG_ROW("max_bytes", CAIRN_CFG_SIZE, cairni_store_cfg, max_bytes, "64MiB",
+            "the store never grows past this size",
+            .min = 65536, .max = CFG_NO_MAX_U64),
+    CFG_ROW("max_messages", CAIRN_CFG_INT, cairni_store_cfg, max_messages,
+            "1000000", "most messages waiting in the outbox",
+            .min = 1, .max = CFG_NO_MAX_INT),
+    CFG_ROW("ttl", CAIRN_CFG_DURATION, cairni_store_cfg, ttl_ms, "0",
+            "undelivered messages older than this are dropped; 0: kept until "
+            "delivered", .min = 0),
+    CFG_ROW("on_full", CAIRN_CFG_ENUM, cairni_store_cfg, on_full, "reject",
+            "when full: refuse the new message, or drop the oldest (counted)",
+            .choices = "reject|drop_oldest"),
     {.type = CAIRN_CFG_END},
 };
 
 static const cairn_cfg_field cfg_retry_fields[] = {
-    {.name = "initial", .type = CAIRN_CFG_DURATION, .def = "500ms",
-     .offset = offsetof(cairni_retry_cfg, initial_ms), .min = 1,
-     .max = CFG_NO_MAX_U64, .description = "delay before the first retry"},
-    {.name = "max", .type = CAIRN_CFG_DURATION, .def = "60s",
-     .offset = offsetof(cairni_retry_cfg, max_ms),
-     .description = "longest delay between retries; at least initial"},
-    {.name = "multiplier", .type = CAIRN_CFG_DOUBLE, .def = "2.0",
-     .offset = offsetof(cairni_retry_cfg, multiplier), .min = 1, .max = 10,
-     .description = "each delay is the previous one times this (plus "
-                    "jitter)"},
-    {.name = "max_attempts", .type = CAIRN_CFG_INT, .def = "0",
-     .offset = offsetof(cairni_retry_cfg, max_attempts), .min = 0,
-     .max = CFG_NO_MAX_INT,
-     .description = "attempts before a message goes to the dead letters; "
-                    "0: retry forever"},
+    CFG_ROW("initial", CAIRN_CFG_DURATION, cairni_retry_cfg, initial_ms,
+            "500ms", "delay before the first retry",
+            .min = 1, .max = CFG_NO_MAX_U64),
+    CFG_ROW("max", CAIRN_CFG_DURATION, cairni_retry_cfg, max_ms, "60s",
+            "longest delay between retries; at least initial", .min = 0),
+    CFG_ROW("multiplier", CAIRN_CFG_DOUBLE, cairni_retry_cfg, multiplier,
+            "2.0", "each delay is the previous one times this (plus jitter)",
+            .min = 1, .max = 10),
+    CFG_ROW("max_attempts", CAIRN_CFG_INT, cairni_retry_cfg, max_attempts, "0",
+            "attempts before a message goes to the dead letters; 0: retry "
+            "forever", .min = 0, .max = CFG_NO_MAX_INT),
     {.type = CAIRN_CFG_END},
 };
 
 static const cairn_cfg_field cfg_plugin_fields[] = {
-    {.name = "name", .type = CAIRN_CFG_STRING,
-     .offset = offsetof(cairni_plugin_cfg, name),
-     .description = "instance name, unique among the plugins"},
-    {.name = "path", .type = CAIRN_CFG_STRING,
-     .offset = offsetof(cairni_plugin_cfg, path),
-     .description = "shared object; a relative name is looked up in "
-                    "runtime.plugin_dir"},
-    {.name = "optional", .type = CAIRN_CFG_BOOL, .def = "false",
-     .offset = offsetof(cairni_plugin_cfg, optional),
-     .description = "if it fails to load or start, the others run anyway"},
-    {.name = "config", .type = CAIRNI_CFG_NODE,
-     .offset = offsetof(cairni_plugin_cfg, config),
-     .description = "the plugin's own settings, checked against its table"},
+    CFG_ROW("name", CAIRN_CFG_STRING, cairni_plugin_cfg, name, NULL,
+            "instance name, unique among the plugins", .min = 0),
+    CFG_ROW("path", CAIRN_CFG_STRING, cairni_plugin_cfg, path, NULL,
+            "shared object; a relative name is looked up in "
+            "runtime.plugin_dir", .min = 0),
+    CFG_ROW("optional", CAIRN_CFG_BOOL, cairni_plugin_cfg, optional, "false",
+            "if it fails to load or start, the others run anyway", .min = 0),
+    CFG_ROW("config", CAIRNI_CFG_NODE, cairni_plugin_cfg, config, NULL,
+            "the plugin's own settings, checked against its table", .min = 0),
     {.type = CAIRN_CFG_END},
 };
 
+/* The top level.  A new section is one more row here. */
 const cairn_cfg_field cairni_config_fields[] = {
-    {.name = "runtime", .type = CAIRN_CFG_MAP,
-     .offset = offsetof(cairni_config, runtime), .sub = cfg_runtime_fields,
-     .description = "the runtime itself"},
-    {.name = "store", .type = CAIRN_CFG_MAP,
-     .offset = offsetof(cairni_config, store), .sub = cfg_store_fields,
-     .description = "the durable outbox"},
-    {.name = "retry", .type = CAIRN_CFG_MAP,
-     .offset = offsetof(cairni_config, retry), .sub = cfg_retry_fields,
-     .description = "backoff of failed deliveries"},
-    {.name = "plugins", .type = CAIRN_CFG_LIST,
-     .offset = offsetof(cairni_config, plugins), .sub = cfg_plugin_fields,
-     .elem_size = sizeof(cairni_plugin_cfg),
-     .description = "plugins to load, started in this order"},
+    CFG_ROW("runtime", CAIRN_CFG_MAP, cairni_config, runtime, NULL,
+            "the runtime itself", .sub = cfg_runtime_fields),
+    CFG_ROW("store", CAIRN_CFG_MAP, cairni_config, store, NULL,
+            "the durable outbox", .sub = cfg_store_fields),
+    CFG_ROW("retry", CAIRN_CFG_MAP, cairni_config, retry, NULL,
+            "backoff of failed deliveries", .sub = cfg_retry_fields),
+    CFG_ROW("plugins", CAIRN_CFG_LIST, cairni_config, plugins, NULL,
+            "plugins to load, started in this order", .sub = cfg_plugin_fields,
+            .elem_size = sizeof(cairni_plugin_cfg)),
     {.type = CAIRN_CFG_END},
 };
+// clang-format on
 
 /* Checks across keys, run in order after the tables have filled cfg. */
-typedef cairn_err (*cfg_check_fn)(cairni_config *cfg, char *err,
-                                  size_t errlen);
+typedef cairn_err (*cfg_check_fn)(cairni_config *cfg, char *err, size_t errlen);
 
 static cairn_err
 cfg_check_retry(cairni_config *cfg, char *err, size_t errlen)
@@ -747,8 +739,8 @@ static cairn_err
 cfg_check_plugins(cairni_config *cfg, char *err, size_t errlen)
 {
     const cairni_node *seq = cairni_node_get(cfg->doc->root, "plugins");
-    cairni_plugin_cfg *pl  = cfg->plugins.items;
-    size_t             n   = cfg->plugins.count;
+    cairni_plugin_cfg *pl = cfg->plugins.items;
+    size_t             n = cfg->plugins.count;
     if (n == 0) {
         return CAIRN_OK;
     }
@@ -760,7 +752,7 @@ cfg_check_plugins(cairni_config *cfg, char *err, size_t errlen)
     cairn_err rv = CAIRN_OK;
     for (size_t i = 0; i < n; i++) {
         pl[i].line = seq->items[i]->line;
-        names[i]   = pl[i].name;
+        names[i] = pl[i].name;
         if (rv == CAIRN_OK && pl[i].name[0] == '\0') {
             cfg_errf(err, errlen, cfg->doc->file, pl[i].line,
                      "'plugins[%zu].name' must not be empty", i);
@@ -768,10 +760,11 @@ cfg_check_plugins(cairni_config *cfg, char *err, size_t errlen)
         }
     }
     size_t dup, orig = 0;
-    if (rv == CAIRN_OK && (rv = cfg_first_dup(names, n, &dup, &orig)) ==
-                              CAIRN_OK && dup < n) {
+    if (rv == CAIRN_OK &&
+        (rv = cfg_first_dup(names, n, &dup, &orig)) == CAIRN_OK && dup < n) {
         const cairni_node *at = cairni_node_get(seq->items[dup], "name");
-        cfg_errf(err, errlen, cfg->doc->file, at != NULL ? at->line : pl[dup].line,
+        cfg_errf(err, errlen, cfg->doc->file,
+                 at != NULL ? at->line : pl[dup].line,
                  "duplicate plugin name '%.*s' (first at line %d)", 64,
                  pl[dup].name, pl[orig].line);
         rv = CAIRN_ECONFIG;
@@ -790,7 +783,7 @@ static cairn_err
 cfg_config_build(cairni_doc *doc, cairni_config **cfgp, char *err,
                  size_t errlen)
 {
-    cairn_err      rv  = CAIRN_ENOMEM;
+    cairn_err      rv = CAIRN_ENOMEM;
     cairni_config *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL) {
         cfg_errf(err, errlen, doc->file, 1, "out of memory");
@@ -798,8 +791,8 @@ cfg_config_build(cairni_doc *doc, cairni_config **cfgp, char *err,
         return rv;
     }
     cfg->doc = doc;
-    rv = cairni_cfg_fill(doc, doc->root, cairni_config_fields, cfg,
-                         &cfg->arena, err, errlen);
+    rv = cairni_cfg_fill(doc, doc->root, cairni_config_fields, cfg, &cfg->arena,
+                         err, errlen);
     for (size_t i = 0; rv == CAIRN_OK && i < CAIRNI_ARRAY_LEN(cfg_checks);
          i++) {
         rv = cfg_checks[i](cfg, err, errlen);
@@ -819,8 +812,8 @@ cairni_config_load(const char *path, cairni_config **cfgp, char *err,
                    size_t errlen)
 {
     cairni_doc *doc = NULL;
-    *cfgp           = NULL;
-    cairn_err rv    = cairni_doc_parse_file(path, &doc, err, errlen);
+    *cfgp = NULL;
+    cairn_err rv = cairni_doc_parse_file(path, &doc, err, errlen);
     return rv != CAIRN_OK ? rv : cfg_config_build(doc, cfgp, err, errlen);
 }
 
@@ -829,10 +822,9 @@ cairni_config_load_string(const char *name, const char *text,
                           cairni_config **cfgp, char *err, size_t errlen)
 {
     cairni_doc *doc = NULL;
-    *cfgp           = NULL;
-    cairn_err rv    = cairni_doc_parse_string(name, text,
-                                              text != NULL ? strlen(text) : 0,
-                                              &doc, err, errlen);
+    *cfgp = NULL;
+    cairn_err rv = cairni_doc_parse_string(
+        name, text, text != NULL ? strlen(text) : 0, &doc, err, errlen);
     return rv != CAIRN_OK ? rv : cfg_config_build(doc, cfgp, err, errlen);
 }
 

@@ -1,0 +1,2 @@
+# Unit tests of the YAML loader and the typed config tables.
+cairn_unit_test(test_config unit/test_config.c)
