@@ -10,9 +10,5 @@ function(cairn_add_plugin name)
         PREFIX ""
         C_VISIBILITY_PRESET hidden
         C_STANDARD 11)
-    if(TARGET cairn::sdk)
-        target_link_libraries(${name} PRIVATE cairn::sdk)
-    else()
-        target_link_libraries(${name} PRIVATE cairn_sdk)
-    endif()
+    target_link_libraries(${name} PRIVATE cairn::sdk)
 endfunction()

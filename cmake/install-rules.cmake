@@ -23,6 +23,10 @@ install(FILES ${PROJECT_BINARY_DIR}/cairnConfig.cmake
     ${PROJECT_SOURCE_DIR}/cmake/CairnPlugin.cmake
     DESTINATION ${CAIRN_CMAKE_DIR})
 
+# The .pc file finds its prefix from its own place, so a relocated install
+# (a scratch root, a sysroot) still works.
+file(RELATIVE_PATH CAIRN_PC_TO_PREFIX
+    /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/cairn.pc.in
     ${PROJECT_BINARY_DIR}/cairn.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/cairn.pc

@@ -3,8 +3,9 @@
  *
  * Encoding writes one definite-length map with keys in ascending order
  * straight into the caller's buffer with libcbor's buffer encoders.  The
- * size is computed first, so a short buffer is refused before a byte is
- * written, and only what the decoder accepts is ever encoded.
+ * size comes first, from a counting pass through the same writer, so a
+ * short buffer is refused before a byte is written; and only what the
+ * decoder accepts is ever encoded.
  *
  * Decoding takes untrusted bytes and allocates nothing.  It walks the
  * input one data item at a time with cbor_stream_decode(): the callbacks
@@ -31,6 +32,7 @@
  * clock steps back; an exhausted sequence carries into the millisecond.
  * The 62 random bits come from a per-thread pool refilled by getrandom().
  */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,19 +48,19 @@
 /* Map keys of the fields. */
 enum {
     ENV_K_PAYLOAD = 0,
-    ENV_K_ID      = 1,
-    ENV_K_TOPIC   = 2,
-    ENV_K_TS      = 3,
-    ENV_K_CORR    = 4,
-    ENV_K_CTYPE   = 5,
+    ENV_K_ID = 1,
+    ENV_K_TOPIC = 2,
+    ENV_K_TS = 3,
+    ENV_K_CORR = 4,
+    ENV_K_CTYPE = 5,
     ENV_K_HEADERS = 6,
     ENV_K_ATTEMPT = 7,
-    ENV_K_KEY     = 8,
-    ENV_K_LAST    = ENV_K_KEY,
+    ENV_K_KEY = 8,
+    ENV_K_LAST = ENV_K_KEY,
 };
 
-#define ENV_REQUIRED                                                         \
-    ((1u << ENV_K_PAYLOAD) | (1u << ENV_K_ID) | (1u << ENV_K_TOPIC) |        \
+#define ENV_REQUIRED                                                           \
+    ((1u << ENV_K_PAYLOAD) | (1u << ENV_K_ID) | (1u << ENV_K_TOPIC) |          \
      (1u << ENV_K_TS))
 
 void
@@ -75,28 +77,6 @@ cairn_str_c(const char *s)
 }
 
 /* ---- encoding ---------------------------------------------------------- */
-
-/* Bytes of a CBOR head carrying v (shortest form, as libcbor writes it). */
-static size_t
-env_head_size(uint64_t v)
-{
-    if (v < 24) {
-        return 1;
-    }
-    if (v <= UINT8_MAX) {
-        return 2;
-    }
-    if (v <= UINT16_MAX) {
-        return 3;
-    }
-    return v <= UINT32_MAX ? 5 : 9;
-}
-
-static size_t
-env_str_size(size_t len)
-{
-    return env_head_size(len) + len;
-}
 
 static bool
 env_text_ok(cairn_str s)
@@ -130,119 +110,92 @@ env_check(const cairn_envelope *env)
     return CAIRN_OK;
 }
 
-/* Size of a checked envelope; keys of the top-level map in *nkeys. */
-static size_t
-env_size(const cairn_envelope *env, size_t *nkeys)
-{
-    size_t n = 4; /* keys, one byte each */
-    size_t size = env_str_size(env->payload.len) +
-                  env_str_size(CAIRN_ID_LEN) + env_str_size(env->topic.len) +
-                  env_head_size(env->ts);
-
-    if (env->flags & CAIRN_ENV_HAS_CORR) {
-        size += env_str_size(CAIRN_ID_LEN);
-        n++;
-    }
-    if (env->flags & CAIRN_ENV_HAS_CTYPE) {
-        size += env_str_size(env->ctype.len);
-        n++;
-    }
-    if (env->nheaders > 0) {
-        size += env_head_size(env->nheaders);
-        for (uint32_t i = 0; i < env->nheaders; i++) {
-            size += env_str_size(env->headers[i].name.len) +
-                    env_str_size(env->headers[i].value.len);
-        }
-        n++;
-    }
-    if (env->flags & CAIRN_ENV_HAS_ATTEMPT) {
-        size += env_head_size(env->attempt);
-        n++;
-    }
-    if (env->flags & CAIRN_ENV_HAS_KEY) {
-        size += env_str_size(env->key.len);
-        n++;
-    }
-    *nkeys = n;
-    return size + n + env_head_size(n);
-}
-
-size_t
-cairn_envelope_encoded_size(const cairn_envelope *env)
-{
-    size_t nkeys;
-    if (env == NULL || env_check(env) != CAIRN_OK) {
-        return 0;
-    }
-    size_t size = env_size(env, &nkeys);
-    return size > CAIRN_ENV_MAX_SIZE ? 0 : size;
-}
-
-/* Writes into a buffer already known to be large enough. */
+/*
+ * Writes into buf, or with buf NULL only counts: the size comes from the
+ * same code that writes, so the two cannot disagree.
+ */
 typedef struct env_writer {
     uint8_t *buf;
     size_t   cap;
     size_t   pos;
-    bool     failed; /* an encoder ran out of room: a size bug */
+    bool     failed; /* an encoder ran out of room */
 } env_writer;
 
+/* A head of major type 0 (uint), 2 (bstr), 3 (tstr) or 5 (map). */
 static void
-env_put(env_writer *w, size_t n)
+env_put_head(env_writer *w, unsigned major, uint64_t v)
 {
+    uint8_t  tmp[9];
+    uint8_t *p = w->buf != NULL ? w->buf + w->pos : tmp;
+    size_t   room = w->buf != NULL ? w->cap - w->pos : sizeof(tmp);
+    size_t   n;
+
+    if (major == 0) {
+        n = cbor_encode_uint(v, p, room);
+    } else if (major == 2) {
+        n = cbor_encode_bytestring_start((size_t)v, p, room);
+    } else if (major == 3) {
+        n = cbor_encode_string_start((size_t)v, p, room);
+    } else {
+        n = cbor_encode_map_start((size_t)v, p, room);
+    }
     w->failed |= n == 0;
     w->pos += n;
 }
 
 static void
-env_put_uint(env_writer *w, uint64_t v)
+env_put_data(env_writer *w, unsigned major, const void *data, size_t len)
 {
-    env_put(w, cbor_encode_uint(v, w->buf + w->pos, w->cap - w->pos));
-}
-
-static void
-env_put_data(env_writer *w, const void *data, size_t len)
-{
-    if (w->failed || len > w->cap - w->pos) {
-        w->failed = true;
-        return;
-    }
-    if (len > 0) {
-        memcpy(w->buf + w->pos, data, len);
+    env_put_head(w, major, len);
+    if (w->buf != NULL && !w->failed) {
+        if (len > w->cap - w->pos) {
+            w->failed = true;
+            return;
+        }
+        if (len > 0) {
+            memcpy(w->buf + w->pos, data, len);
+        }
     }
     w->pos += len;
 }
 
 static void
-env_put_bytes(env_writer *w, const void *data, size_t len)
-{
-    env_put(w, cbor_encode_bytestring_start(len, w->buf + w->pos,
-                                            w->cap - w->pos));
-    env_put_data(w, data, len);
-}
-
-static void
 env_put_text(env_writer *w, cairn_str s)
 {
-    env_put(w, cbor_encode_string_start(s.len, w->buf + w->pos,
-                                        w->cap - w->pos));
-    env_put_data(w, s.ptr, s.len);
+    env_put_data(w, 3, s.ptr, s.len);
 }
 
 static void
-env_put_fields(env_writer *w, const cairn_envelope *env, size_t nkeys)
+env_put_uint(env_writer *w, uint64_t v)
 {
-    env_put(w, cbor_encode_map_start(nkeys, w->buf + w->pos, w->cap - w->pos));
+    env_put_head(w, 0, v);
+}
+
+static size_t
+env_nkeys(const cairn_envelope *env)
+{
+    size_t n = 4 + (env->nheaders > 0);
+    for (uint32_t f = env->flags; f != 0; f &= f - 1) {
+        n++; /* one key per CAIRN_ENV_HAS_* bit */
+    }
+    return n;
+}
+
+static void
+env_put_fields(env_writer *w, const cairn_envelope *env)
+{
+    env_put_head(w, 5, env_nkeys(env));
     env_put_uint(w, ENV_K_PAYLOAD);
-    env_put_bytes(w, env->payload.ptr, env->payload.len);
+    env_put_data(w, 2, env->payload.ptr, env->payload.len);
     env_put_uint(w, ENV_K_ID);
-    env_put_bytes(w, env->id, CAIRN_ID_LEN);
+    env_put_data(w, 2, env->id, CAIRN_ID_LEN);
     env_put_uint(w, ENV_K_TOPIC);
     env_put_text(w, env->topic);
     env_put_uint(w, ENV_K_TS);
     env_put_uint(w, env->ts);
     if (env->flags & CAIRN_ENV_HAS_CORR) {
         env_put_uint(w, ENV_K_CORR);
-        env_put_bytes(w, env->corr, CAIRN_ID_LEN);
+        env_put_data(w, 2, env->corr, CAIRN_ID_LEN);
     }
     if (env->flags & CAIRN_ENV_HAS_CTYPE) {
         env_put_uint(w, ENV_K_CTYPE);
@@ -250,8 +203,7 @@ env_put_fields(env_writer *w, const cairn_envelope *env, size_t nkeys)
     }
     if (env->nheaders > 0) {
         env_put_uint(w, ENV_K_HEADERS);
-        env_put(w, cbor_encode_map_start(env->nheaders, w->buf + w->pos,
-                                         w->cap - w->pos));
+        env_put_head(w, 5, env->nheaders);
         for (uint32_t i = 0; i < env->nheaders; i++) {
             env_put_text(w, env->headers[i].name);
             env_put_text(w, env->headers[i].value);
@@ -267,12 +219,28 @@ env_put_fields(env_writer *w, const cairn_envelope *env, size_t nkeys)
     }
 }
 
+/* Size of a checked envelope, or 0 when it would exceed the limit. */
+static size_t
+env_size(const cairn_envelope *env)
+{
+    env_writer w = {NULL, 0, 0, false};
+    env_put_fields(&w, env);
+    return w.failed || w.pos > CAIRN_ENV_MAX_SIZE ? 0 : w.pos;
+}
+
+size_t
+cairn_envelope_encoded_size(const cairn_envelope *env)
+{
+    if (env == NULL || env_check(env) != CAIRN_OK) {
+        return 0;
+    }
+    return env_size(env);
+}
+
 cairn_err
 cairn_envelope_encode(const cairn_envelope *env, uint8_t *buf, size_t cap,
                       size_t *len)
 {
-    size_t nkeys;
-
     if (env == NULL || len == NULL || (buf == NULL && cap > 0)) {
         return CAIRN_EINVAL;
     }
@@ -280,15 +248,15 @@ cairn_envelope_encode(const cairn_envelope *env, uint8_t *buf, size_t cap,
     if (rv != CAIRN_OK) {
         return rv;
     }
-    size_t size = env_size(env, &nkeys);
-    if (size > CAIRN_ENV_MAX_SIZE) {
-        return CAIRN_EINVAL;
+    size_t size = env_size(env);
+    if (size == 0) {
+        return CAIRN_EINVAL; /* over CAIRN_ENV_MAX_SIZE */
     }
     if (size > cap) {
         return CAIRN_ETOOBIG;
     }
     env_writer w = {buf, size, 0, false};
-    env_put_fields(&w, env, nkeys);
+    env_put_fields(&w, env);
     if (w.failed || w.pos != size) {
         return CAIRN_EINTERNAL;
     }
@@ -330,95 +298,92 @@ typedef struct env_dec {
     uint32_t       items; /* items read while skipping unknown values */
 } env_dec;
 
-static void
-env_cb_kind(void *ctx, env_kind kind)
-{
-    ((env_item *)ctx)->kind = kind;
-}
+/*
+ * libcbor calls one of these per item, with ctx the env_item to fill.
+ * ENV_CB0 and ENV_CB1 define callbacks that only record the kind of item
+ * (without and with an argument); the others keep the value, the string
+ * or the count as well.
+ */
+#define ENV_CB0(name, k)                                                       \
+    static void name(void *ctx)                                                \
+    {                                                                          \
+        ((env_item *)ctx)->kind = (k);                                         \
+    }
+#define ENV_CB1(name, k, type)                                                 \
+    static void name(void *ctx, type v)                                        \
+    {                                                                          \
+        ((env_item *)ctx)->kind = (k);                                         \
+    }
+#define ENV_CB_UINT(name, type)                                                \
+    static void name(void *ctx, type v)                                        \
+    {                                                                          \
+        ((env_item *)ctx)->kind = ENV_UINT;                                    \
+        ((env_item *)ctx)->u = v;                                              \
+    }
 
-static void
-env_cb_uint(void *ctx, uint64_t v)
-{
-    env_item *it = ctx;
-    it->kind     = ENV_UINT;
-    it->u        = v;
-}
+ENV_CB_UINT(env_cb_u8, uint8_t)
+ENV_CB_UINT(env_cb_u16, uint16_t)
+ENV_CB_UINT(env_cb_u32, uint32_t)
+ENV_CB_UINT(env_cb_u64, uint64_t)
+ENV_CB1(env_cb_n8, ENV_NEGINT, uint8_t)
+ENV_CB1(env_cb_n16, ENV_NEGINT, uint16_t)
+ENV_CB1(env_cb_n32, ENV_NEGINT, uint32_t)
+ENV_CB1(env_cb_n64, ENV_NEGINT, uint64_t)
+ENV_CB1(env_cb_tag, ENV_TAG, uint64_t)
+ENV_CB1(env_cb_f4, ENV_SIMPLE, float)
+ENV_CB1(env_cb_f8, ENV_SIMPLE, double)
+ENV_CB1(env_cb_bool, ENV_SIMPLE, bool)
+ENV_CB0(env_cb_simple, ENV_SIMPLE)
+ENV_CB0(env_cb_break, ENV_BREAK)
+ENV_CB0(env_cb_bstr_indef, ENV_BSTR_INDEF)
+ENV_CB0(env_cb_tstr_indef, ENV_TSTR_INDEF)
+ENV_CB0(env_cb_array_indef, ENV_ARRAY_INDEF)
+ENV_CB0(env_cb_map_indef, ENV_MAP_INDEF)
 
-static void env_cb_u8(void *c, uint8_t v) { env_cb_uint(c, v); }
-static void env_cb_u16(void *c, uint16_t v) { env_cb_uint(c, v); }
-static void env_cb_u32(void *c, uint32_t v) { env_cb_uint(c, v); }
-static void env_cb_n8(void *c, uint8_t v) { env_cb_kind(c, ENV_NEGINT); }
-static void env_cb_n16(void *c, uint16_t v) { env_cb_kind(c, ENV_NEGINT); }
-static void env_cb_n32(void *c, uint32_t v) { env_cb_kind(c, ENV_NEGINT); }
-static void env_cb_n64(void *c, uint64_t v) { env_cb_kind(c, ENV_NEGINT); }
-static void env_cb_tag(void *c, uint64_t v) { env_cb_kind(c, ENV_TAG); }
-static void env_cb_simple(void *c) { env_cb_kind(c, ENV_SIMPLE); }
-static void env_cb_bool(void *c, bool v) { env_cb_kind(c, ENV_SIMPLE); }
-static void env_cb_f4(void *c, float v) { env_cb_kind(c, ENV_SIMPLE); }
-static void env_cb_f8(void *c, double v) { env_cb_kind(c, ENV_SIMPLE); }
-static void env_cb_brk(void *c) { env_cb_kind(c, ENV_BREAK); }
-static void env_cb_bsi(void *c) { env_cb_kind(c, ENV_BSTR_INDEF); }
-static void env_cb_tsi(void *c) { env_cb_kind(c, ENV_TSTR_INDEF); }
-static void env_cb_ai(void *c) { env_cb_kind(c, ENV_ARRAY_INDEF); }
-static void env_cb_mi(void *c) { env_cb_kind(c, ENV_MAP_INDEF); }
+#define ENV_CB_STR(name, k)                                                    \
+    static void name(void *ctx, cbor_data data, size_t len)                    \
+    {                                                                          \
+        ((env_item *)ctx)->kind = (k);                                         \
+        ((env_item *)ctx)->ptr = data;                                         \
+        ((env_item *)ctx)->len = len;                                          \
+    }
+#define ENV_CB_COUNT(name, k)                                                  \
+    static void name(void *ctx, size_t count)                                  \
+    {                                                                          \
+        ((env_item *)ctx)->kind = (k);                                         \
+        ((env_item *)ctx)->len = count;                                        \
+    }
 
-static void
-env_cb_str(void *ctx, env_kind kind, cbor_data data, size_t len)
-{
-    env_item *it = ctx;
-    it->kind     = kind;
-    it->ptr      = data;
-    it->len      = len;
-}
-
-static void
-env_cb_bstr(void *c, cbor_data d, size_t n)
-{
-    env_cb_str(c, ENV_BSTR, d, n);
-}
-
-static void
-env_cb_tstr(void *c, cbor_data d, size_t n)
-{
-    env_cb_str(c, ENV_TSTR, d, n);
-}
-
-static void
-env_cb_coll(void *ctx, env_kind kind, size_t count)
-{
-    env_item *it = ctx;
-    it->kind     = kind;
-    it->len      = count;
-}
-
-static void env_cb_array(void *c, size_t n) { env_cb_coll(c, ENV_ARRAY, n); }
-static void env_cb_map(void *c, size_t n) { env_cb_coll(c, ENV_MAP, n); }
+ENV_CB_STR(env_cb_bstr, ENV_BSTR)
+ENV_CB_STR(env_cb_tstr, ENV_TSTR)
+ENV_CB_COUNT(env_cb_array, ENV_ARRAY)
+ENV_CB_COUNT(env_cb_map, ENV_MAP)
 
 static const struct cbor_callbacks env_callbacks = {
-    .uint8             = env_cb_u8,
-    .uint16            = env_cb_u16,
-    .uint32            = env_cb_u32,
-    .uint64            = env_cb_uint,
-    .negint8           = env_cb_n8,
-    .negint16          = env_cb_n16,
-    .negint32          = env_cb_n32,
-    .negint64          = env_cb_n64,
-    .byte_string       = env_cb_bstr,
-    .byte_string_start = env_cb_bsi,
-    .string            = env_cb_tstr,
-    .string_start      = env_cb_tsi,
-    .array_start       = env_cb_array,
-    .indef_array_start = env_cb_ai,
-    .map_start         = env_cb_map,
-    .indef_map_start   = env_cb_mi,
-    .tag               = env_cb_tag,
-    .float2            = env_cb_f4,
-    .float4            = env_cb_f4,
-    .float8            = env_cb_f8,
-    .undefined         = env_cb_simple,
-    .null              = env_cb_simple,
-    .boolean           = env_cb_bool,
-    .indef_break       = env_cb_brk,
+    .uint8 = env_cb_u8,
+    .uint16 = env_cb_u16,
+    .uint32 = env_cb_u32,
+    .uint64 = env_cb_u64,
+    .negint8 = env_cb_n8,
+    .negint16 = env_cb_n16,
+    .negint32 = env_cb_n32,
+    .negint64 = env_cb_n64,
+    .byte_string = env_cb_bstr,
+    .byte_string_start = env_cb_bstr_indef,
+    .string = env_cb_tstr,
+    .string_start = env_cb_tstr_indef,
+    .array_start = env_cb_array,
+    .indef_array_start = env_cb_array_indef,
+    .map_start = env_cb_map,
+    .indef_map_start = env_cb_map_indef,
+    .tag = env_cb_tag,
+    .float2 = env_cb_f4,
+    .float4 = env_cb_f4,
+    .float8 = env_cb_f8,
+    .undefined = env_cb_simple,
+    .null = env_cb_simple,
+    .boolean = env_cb_bool,
+    .indef_break = env_cb_break,
 };
 
 static uint64_t
@@ -438,7 +403,7 @@ env_load_be(const uint8_t *p, size_t n)
 static bool
 env_next_quirk(env_dec *d, env_item *it, cairn_err *rv)
 {
-    const uint8_t *p    = d->buf + d->pos;
+    const uint8_t *p = d->buf + d->pos;
     size_t         left = d->len - d->pos;
     unsigned       b = p[0], major = b >> 5;
 
@@ -494,10 +459,22 @@ env_next(env_dec *d, env_item *it)
     return CAIRN_OK;
 }
 
+/*
+ * Checks the count of a container just read: each entry takes at least
+ * `per` items of one byte or more, and at most `limit` entries may follow.
+ */
+static cairn_err
+env_count(const env_dec *d, size_t count, size_t per, size_t limit)
+{
+    if (count > (d->len - d->pos) / per) {
+        return CAIRN_EPROTO;
+    }
+    return count > limit ? CAIRN_ELIMIT : CAIRN_OK;
+}
+
 /* ---- decoding: unknown values ------------------------------------------- */
 
-static cairn_err env_skip_item(env_dec *d, const env_item *it,
-                               unsigned depth);
+static cairn_err env_skip_item(env_dec *d, const env_item *it, unsigned depth);
 
 /* Reads one more item of an unknown value, within the item budget. */
 static cairn_err
@@ -554,20 +531,15 @@ env_skip_indef(env_dec *d, unsigned depth, bool map)
     }
 }
 
+/* The entries of a definite array (per 1) or map (per 2). */
 static cairn_err
-env_skip_items(env_dec *d, size_t count, unsigned depth)
+env_skip_items(env_dec *d, size_t count, size_t per, unsigned depth)
 {
-    /* Each item takes at least one byte. */
-    if (count > d->len - d->pos) {
-        return CAIRN_EPROTO;
+    cairn_err rv = env_count(d, count, per, SIZE_MAX);
+    for (size_t i = 0; i < count * per && rv == CAIRN_OK; i++) {
+        rv = env_skip_value(d, depth);
     }
-    for (size_t i = 0; i < count; i++) {
-        cairn_err rv = env_skip_value(d, depth);
-        if (rv != CAIRN_OK) {
-            return rv;
-        }
-    }
-    return CAIRN_OK;
+    return rv;
 }
 
 /* Skips the rest of an item already read, at the given nesting depth. */
@@ -595,12 +567,9 @@ env_skip_item(env_dec *d, const env_item *it, unsigned depth)
     }
     switch (it->kind) {
     case ENV_ARRAY:
-        return env_skip_items(d, it->len, depth + 1);
+        return env_skip_items(d, it->len, 1, depth + 1);
     case ENV_MAP:
-        if (it->len > (d->len - d->pos) / 2) {
-            return CAIRN_EPROTO;
-        }
-        return env_skip_items(d, it->len * 2, depth + 1);
+        return env_skip_items(d, it->len, 2, depth + 1);
     case ENV_TAG:
         return env_skip_value(d, depth + 1);
     default:
@@ -682,7 +651,8 @@ static cairn_err
 env_get_topic(env_dec *d, cairn_str *topic)
 {
     cairn_err rv = env_get_text(d, topic);
-    if (rv == CAIRN_OK && cairn_topic_valid(topic->ptr, topic->len) != CAIRN_OK) {
+    if (rv == CAIRN_OK &&
+        cairn_topic_valid(topic->ptr, topic->len) != CAIRN_OK) {
         rv = CAIRN_EPROTO;
     }
     return rv;
@@ -693,14 +663,8 @@ env_get_headers(env_dec *d, cairn_envelope *env)
 {
     env_item  it;
     cairn_err rv = env_get_kind(d, &it, ENV_MAP);
-    if (rv != CAIRN_OK) {
-        return rv;
-    }
-    if (it.len > (d->len - d->pos) / 2) {
-        return CAIRN_EPROTO;
-    }
-    if (it.len > CAIRN_ENV_MAX_HEADERS) {
-        return CAIRN_ELIMIT;
+    if (rv == CAIRN_OK) {
+        rv = env_count(d, it.len, 2, CAIRN_ENV_MAX_HEADERS);
     }
     for (size_t i = 0; i < it.len && rv == CAIRN_OK; i++) {
         rv = env_get_text(d, &env->headers[i].name);
@@ -716,7 +680,7 @@ env_get_headers(env_dec *d, cairn_envelope *env)
 static cairn_err
 env_get_field(env_dec *d, uint64_t key, cairn_envelope *env)
 {
-    uint64_t  v  = 0;
+    uint64_t  v = 0;
     cairn_err rv = CAIRN_OK;
 
     switch (key) {
@@ -738,7 +702,7 @@ env_get_field(env_dec *d, uint64_t key, cairn_envelope *env)
         return env_get_headers(d, env);
     case ENV_K_ATTEMPT:
         env->flags |= CAIRN_ENV_HAS_ATTEMPT;
-        rv          = env_get_uint(d, UINT32_MAX, &v);
+        rv = env_get_uint(d, UINT32_MAX, &v);
         env->attempt = (uint32_t)v;
         return rv;
     case ENV_K_KEY:
@@ -772,9 +736,9 @@ env_get_entry(env_dec *d, cairn_envelope *env, uint32_t *seen)
 cairn_err
 cairn_envelope_decode(const uint8_t *buf, size_t len, cairn_envelope *env)
 {
-    env_dec   d    = {buf, len, 0, 0};
-    uint32_t  seen = 0;
-    env_item  map;
+    env_dec  d = {buf, len, 0, 0};
+    uint32_t seen = 0;
+    env_item map;
 
     if (env == NULL || (buf == NULL && len > 0)) {
         return CAIRN_EINVAL;
@@ -784,14 +748,8 @@ cairn_envelope_decode(const uint8_t *buf, size_t len, cairn_envelope *env)
     }
     cairn_envelope_init(env);
     cairn_err rv = env_get_kind(&d, &map, ENV_MAP);
-    if (rv != CAIRN_OK) {
-        return rv;
-    }
-    if (map.len > (len - d.pos) / 2) {
-        return CAIRN_EPROTO;
-    }
-    if (map.len > CAIRN_ENV_MAX_KEYS) {
-        return CAIRN_ELIMIT;
+    if (rv == CAIRN_OK) {
+        rv = env_count(&d, map.len, 2, CAIRN_ENV_MAX_KEYS);
     }
     for (size_t i = 0; i < map.len && rv == CAIRN_OK; i++) {
         rv = env_get_entry(&d, env, &seen);
@@ -806,6 +764,8 @@ cairn_envelope_decode(const uint8_t *buf, size_t len, cairn_envelope *env)
 }
 
 /* ---- ids --------------------------------------------------------------- */
+
+static const char id_hex[] = "0123456789abcdef";
 
 /* (ms << 12) | sequence of the last id made in this process. */
 static _Atomic uint64_t id_clock;
@@ -832,35 +792,27 @@ id_init(void)
     (void)pthread_atfork(NULL, NULL, id_atfork_child);
 }
 
-/* Used only if getrandom() fails: mixes clock, address and a counter. */
-static void
-id_fallback_fill(uint8_t *p, size_t n)
-{
-    static _Atomic uint64_t ctr;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-                 (uint64_t)getpid() ^ (uint64_t)(uintptr_t)p;
-    for (size_t i = 0; i < n; i += 8) {
-        uint64_t z = x + atomic_fetch_add(&ctr, 1) * 0x9E3779B97F4A7C15u;
-        z          = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-        z          = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-        z ^= z >> 31;
-        memcpy(p + i, &z, n - i < 8 ? n - i : 8);
-    }
-}
-
 static void
 id_refill(void)
 {
     size_t got = 0;
     while (got < sizeof(id_rand.pool)) {
-        ssize_t n = getrandom(id_rand.pool + got, sizeof(id_rand.pool) - got, 0);
+        ssize_t n =
+            getrandom(id_rand.pool + got, sizeof(id_rand.pool) - got, 0);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n <= 0) {
-            id_fallback_fill(id_rand.pool + got, sizeof(id_rand.pool) - got);
+            /* No getrandom (old kernel, sandbox): weaker bits, still unlike
+             * those of other processes.  Uniqueness within the process
+             * rests on the clock and sequence alone. */
+            uint64_t x = (cairni_mono_us() ^ (uint64_t)getpid() << 40) | 1;
+            for (size_t i = got; i < sizeof(id_rand.pool); i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                id_rand.pool[i] = (uint8_t)x;
+            }
             break;
         }
         got += (size_t)n;
@@ -885,7 +837,7 @@ id_random8(uint8_t out[8])
 static uint64_t
 id_tick(void)
 {
-    uint64_t now  = (cairn_now_ms() & ((UINT64_C(1) << 48) - 1)) << 12;
+    uint64_t now = (cairn_now_ms() & ((UINT64_C(1) << 48) - 1)) << 12;
     uint64_t last = atomic_load_explicit(&id_clock, memory_order_relaxed);
     uint64_t next;
     do {
@@ -901,7 +853,7 @@ cairn_id_new(uint8_t id[CAIRN_ID_LEN])
 
     pthread_once(&id_once, id_init);
     uint64_t clk = id_tick();
-    uint64_t ms  = clk >> 12;
+    uint64_t ms = clk >> 12;
     unsigned seq = (unsigned)(clk & 0xFFF);
     for (int i = 0; i < 6; i++) {
         id[i] = (uint8_t)(ms >> (40 - 8 * i));
@@ -922,14 +874,13 @@ cairn_id_time_ms(const uint8_t id[CAIRN_ID_LEN])
 char *
 cairn_id_format(const uint8_t id[CAIRN_ID_LEN], char out[37])
 {
-    static const char hex[] = "0123456789abcdef";
-    char             *p     = out;
+    char *p = out;
     for (int i = 0; i < CAIRN_ID_LEN; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) {
             *p++ = '-';
         }
-        *p++ = hex[id[i] >> 4];
-        *p++ = hex[id[i] & 0xF];
+        *p++ = id_hex[id[i] >> 4];
+        *p++ = id_hex[id[i] & 0xF];
     }
     *p = '\0';
     return out;
@@ -938,16 +889,9 @@ cairn_id_format(const uint8_t id[CAIRN_ID_LEN], char out[37])
 static int
 id_hexval(char c)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    const char *p =
+        c != '\0' ? memchr(id_hex, tolower((unsigned char)c), 16) : NULL;
+    return p != NULL ? (int)(p - id_hex) : -1;
 }
 
 cairn_err

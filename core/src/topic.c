@@ -32,12 +32,12 @@ topic_utf8_seq(const unsigned char *s, size_t n)
         need = 2;
     } else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
-        lo   = c == 0xE0 ? 0xA0 : 0x80;
-        hi   = c == 0xED ? 0x9F : 0xBF;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
     } else if (c >= 0xF0 && c <= 0xF4) {
         need = 4;
-        lo   = c == 0xF0 ? 0x90 : 0x80;
-        hi   = c == 0xF4 ? 0x8F : 0xBF;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
     } else {
         return 0;
     }
@@ -112,8 +112,8 @@ cairn_filter_valid(const char *filter)
 bool
 cairn_topic_match(const char *filter, const char *topic, size_t len)
 {
-    const char *f   = filter;
-    const char *t   = topic;
+    const char *f = filter;
+    const char *t = topic;
     const char *end = topic + len;
 
     if ((*f == '+' || *f == '#') && len > 0 && *t == '$') {

@@ -8,6 +8,23 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/cairn-rt.XXXXXX")
 ADMIN="ipc://$T/admin.sock"
 DPID=""
 
+# Cross builds: EMULATOR (e.g. "qemu-aarch64-static -L SYSROOT") runs the
+# target's executables.  $CAIRND and $CAIRN become wrappers that exec it,
+# so they stay one word and $! is still cairnd's pid; `uname -m` names
+# the target machine, as it would on the board.
+if [ -n "${EMULATOR:-}" ]; then
+    mkdir "$T/bin"
+    for v in CAIRND CAIRN; do
+        eval "exe=\$$v"
+        printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$EMULATOR" "$exe" >"$T/bin/$v"
+        chmod +x "$T/bin/$v"
+        eval "$v=\$T/bin/\$v"
+    done
+    uname() {
+        if [ "$*" = "-m" ]; then echo "${TARGET_MACHINE:?}"; else command uname "$@"; fi
+    }
+fi
+
 cleanup() {
     if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
         kill -KILL "$DPID" 2>/dev/null || true

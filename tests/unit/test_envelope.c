@@ -79,7 +79,10 @@ typedef struct raw {
     size_t      n;
 } raw;
 
-#define R(x) {x, sizeof(x) - 1}
+#define R(x)                                                                   \
+    {                                                                          \
+        x, sizeof(x) - 1                                                       \
+    }
 
 static void
 tb_lit(tb *t, raw r)
@@ -197,16 +200,16 @@ env_full(cairn_envelope *env)
     env->payload.len = sizeof(payload);
     cairn_id_new(env->id);
     env->topic = cairn_str_c("sensors/temp/1");
-    env->ts    = 1700000000123u;
+    env->ts = 1700000000123u;
     cairn_id_new(env->corr);
-    env->ctype                 = cairn_str_c("application/json");
-    env->headers[0].name       = cairn_str_c("traceparent");
-    env->headers[0].value      = cairn_str_c("00-abc-def-01");
-    env->headers[1].name       = cairn_str_c("x");
-    env->headers[1].value      = cairn_str_c("");
-    env->nheaders              = 2;
-    env->attempt               = 3;
-    env->key                   = cairn_str_c("dev-7");
+    env->ctype = cairn_str_c("application/json");
+    env->headers[0].name = cairn_str_c("traceparent");
+    env->headers[0].value = cairn_str_c("00-abc-def-01");
+    env->headers[1].name = cairn_str_c("x");
+    env->headers[1].value = cairn_str_c("");
+    env->nheaders = 2;
+    env->attempt = 3;
+    env->key = cairn_str_c("dev-7");
     env->flags = CAIRN_ENV_HAS_CORR | CAIRN_ENV_HAS_CTYPE |
                  CAIRN_ENV_HAS_ATTEMPT | CAIRN_ENV_HAS_KEY;
 }
@@ -214,7 +217,7 @@ env_full(cairn_envelope *env)
 static void
 roundtrip(const cairn_envelope *env, uint8_t *buf, size_t cap)
 {
-    size_t         len  = 0;
+    size_t         len = 0;
     size_t         want = cairn_envelope_encoded_size(env);
     cairn_envelope out;
 
@@ -262,8 +265,8 @@ test_roundtrip_combinations(void **state)
         /* Empty payload and NULL pointers for empty strings. */
         env.payload.ptr = NULL;
         env.payload.len = 0;
-        env.ctype       = (cairn_str){NULL, 0};
-        env.key         = (cairn_str){NULL, 0};
+        env.ctype = (cairn_str){NULL, 0};
+        env.key = (cairn_str){NULL, 0};
         roundtrip(&env, buf, sizeof(buf));
     }
 }
@@ -272,13 +275,13 @@ static void
 test_roundtrip_sizes(void **state)
 {
     static const uint64_t ints[] = {
-        0, 1, 23, 24, 255, 256, 65535, 65536, 0xFFFFFFFFu,
-        0x100000000u, UINT64_MAX,
+        0,     1,     23,          24,           255,        256,
+        65535, 65536, 0xFFFFFFFFu, 0x100000000u, UINT64_MAX,
     };
     static const size_t lens[] = {0, 1, 23, 24, 255, 256, 65535, 65536, 70000};
-    size_t              cap    = 200000;
-    uint8_t            *buf    = malloc(cap);
-    uint8_t            *data   = malloc(70000);
+    size_t              cap = 200000;
+    uint8_t            *buf = malloc(cap);
+    uint8_t            *data = malloc(70000);
     cairn_envelope      env;
     (void)state;
     assert_non_null(buf);
@@ -288,7 +291,7 @@ test_roundtrip_sizes(void **state)
     }
     env_full(&env);
     for (size_t i = 0; i < CAIRNI_ARRAY_LEN(ints); i++) {
-        env.ts      = ints[i];
+        env.ts = ints[i];
         env.attempt = ints[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)ints[i];
         roundtrip(&env, buf, cap);
     }
@@ -301,13 +304,13 @@ test_roundtrip_sizes(void **state)
     char big[CAIRN_ENV_MAX_TEXT];
     memset(big, 'h', sizeof(big));
     for (uint32_t i = 0; i < CAIRN_ENV_MAX_HEADERS; i++) {
-        env.headers[i].name  = (cairn_str){big, CAIRN_ENV_MAX_TEXT - i};
+        env.headers[i].name = (cairn_str){big, CAIRN_ENV_MAX_TEXT - i};
         env.headers[i].value = (cairn_str){big, i};
     }
     env.nheaders = CAIRN_ENV_MAX_HEADERS;
-    env.topic    = (cairn_str){big, CAIRN_TOPIC_MAX};
-    env.key      = (cairn_str){big, CAIRN_ENV_MAX_TEXT};
-    env.ctype    = (cairn_str){big, CAIRN_ENV_MAX_TEXT};
+    env.topic = (cairn_str){big, CAIRN_TOPIC_MAX};
+    env.key = (cairn_str){big, CAIRN_ENV_MAX_TEXT};
+    env.ctype = (cairn_str){big, CAIRN_ENV_MAX_TEXT};
     roundtrip(&env, buf, cap);
     free(data);
     free(buf);
@@ -317,14 +320,14 @@ static void
 test_encode_canonical(void **state)
 {
     static const uint8_t want[] = {
-        0xA7,                         /* map(7), keys ascending */
-        0x00, 0x42, 'h', 'i',         /* payload */
-        0x01, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-        0x02, 0x61, 't',              /* topic */
-        0x03, 0x18, 0x18,             /* ts 24 */
-        0x06, 0xA1, 0x61, 'k', 0x60,  /* headers {"k": ""} */
-        0x07, 0x00,                   /* attempt 0 */
-        0x08, 0x61, 'q',              /* key */
+        0xA7,                  /* map(7), keys ascending */
+        0x00, 0x42, 'h',  'i', /* payload */
+        0x01, 0x50, 1,    2,   3,    4,  5,  6,    7,    8,   9,
+        10,   11,   12,   13,  14,   15, 16, 0x02, 0x61, 't', /* topic */
+        0x03, 0x18, 0x18,                                     /* ts 24 */
+        0x06, 0xA1, 0x61, 'k', 0x60, /* headers {"k": ""} */
+        0x07, 0x00,                  /* attempt 0 */
+        0x08, 0x61, 'q',             /* key */
     };
     uint8_t        buf[128];
     size_t         len = 0;
@@ -333,13 +336,13 @@ test_encode_canonical(void **state)
     cairn_envelope_init(&env);
     env.payload = (cairn_bytes){(const uint8_t *)"hi", 2};
     memcpy(env.id, id_a, 16);
-    env.topic            = cairn_str_c("t");
-    env.ts               = 24;
-    env.headers[0].name  = cairn_str_c("k");
+    env.topic = cairn_str_c("t");
+    env.ts = 24;
+    env.headers[0].name = cairn_str_c("k");
     env.headers[0].value = cairn_str_c("");
-    env.nheaders         = 1;
-    env.key              = cairn_str_c("q");
-    env.flags            = CAIRN_ENV_HAS_ATTEMPT | CAIRN_ENV_HAS_KEY;
+    env.nheaders = 1;
+    env.key = cairn_str_c("q");
+    env.flags = CAIRN_ENV_HAS_ATTEMPT | CAIRN_ENV_HAS_KEY;
     assert_int_equal(cairn_envelope_encode(&env, buf, sizeof(buf), &len),
                      CAIRN_OK);
     assert_int_equal(len, sizeof(want));
@@ -402,10 +405,10 @@ test_encode_errors(void **state)
 static void
 test_encode_max_size(void **state)
 {
-    size_t         cap  = CAIRN_ENV_MAX_SIZE + 64;
-    uint8_t       *buf  = malloc(cap);
+    size_t         cap = CAIRN_ENV_MAX_SIZE + 64;
+    uint8_t       *buf = malloc(cap);
     uint8_t       *data = calloc(1, CAIRN_ENV_MAX_SIZE);
-    size_t         len  = 0;
+    size_t         len = 0;
     cairn_envelope env, out;
     (void)state;
     assert_non_null(buf);
@@ -413,19 +416,17 @@ test_encode_max_size(void **state)
     env_full(&env);
     env.payload = (cairn_bytes){data, CAIRN_ENV_MAX_SIZE};
     assert_int_equal(cairn_envelope_encoded_size(&env), 0);
-    assert_int_equal(cairn_envelope_encode(&env, buf, cap, &len),
-                     CAIRN_EINVAL);
+    assert_int_equal(cairn_envelope_encode(&env, buf, cap, &len), CAIRN_EINVAL);
     /* The largest payload that fits decodes again. */
     env.payload.len = 0;
-    size_t rest     = CAIRN_ENV_MAX_SIZE - cairn_envelope_encoded_size(&env);
+    size_t rest = CAIRN_ENV_MAX_SIZE - cairn_envelope_encoded_size(&env);
     env.payload.len = rest - 4; /* the length head grows by 4 bytes */
     assert_int_equal(cairn_envelope_encoded_size(&env), CAIRN_ENV_MAX_SIZE);
     assert_int_equal(cairn_envelope_encode(&env, buf, cap, &len), CAIRN_OK);
     assert_int_equal(cairn_envelope_decode(buf, len, &out), CAIRN_OK);
     assert_env_eq(&env, &out);
     env.payload.len++;
-    assert_int_equal(cairn_envelope_encode(&env, buf, cap, &len),
-                     CAIRN_EINVAL);
+    assert_int_equal(cairn_envelope_encode(&env, buf, cap, &len), CAIRN_EINVAL);
     free(data);
     free(buf);
 }
@@ -483,13 +484,16 @@ test_decode_args(void **state)
 }
 
 struct bad_value {
-    uint64_t      key;
-    const char   *val;
-    size_t        len;
-    cairn_err     err;
+    uint64_t    key;
+    const char *val;
+    size_t      len;
+    cairn_err   err;
 };
 
-#define BV(k, s, e) {k, s, sizeof(s) - 1, e}
+#define BV(k, s, e)                                                            \
+    {                                                                          \
+        k, s, sizeof(s) - 1, e                                                 \
+    }
 
 static const struct bad_value bad_values[] = {
     /* payload: bstr only, definite only */
@@ -499,27 +503,58 @@ static const struct bad_value bad_values[] = {
     BV(0, "\x5f\x41x\xff", CAIRN_EPROTO),
     BV(0, "\x80", CAIRN_EPROTO),
     /* id: bstr of exactly 16 */
-    BV(1, "\x4f" "123456789012345", CAIRN_EPROTO),
-    BV(1, "\x51" "12345678901234567", CAIRN_EPROTO),
+    BV(1,
+       "\x4f"
+       "123456789012345",
+       CAIRN_EPROTO),
+    BV(1,
+       "\x51"
+       "12345678901234567",
+       CAIRN_EPROTO),
     BV(1, "\x40", CAIRN_EPROTO),
-    BV(1, "\x70" "1234567890123456", CAIRN_EPROTO),
-    BV(1, "\x5f\x50" "1234567890123456\xff", CAIRN_EPROTO),
+    BV(1,
+       "\x70"
+       "1234567890123456",
+       CAIRN_EPROTO),
+    BV(1,
+       "\x5f\x50"
+       "1234567890123456\xff",
+       CAIRN_EPROTO),
     /* topic: valid tstr */
-    BV(2, "\x43" "a/b", CAIRN_EPROTO),
-    BV(2, "\x7f\x63" "a/b\xff", CAIRN_EPROTO),
+    BV(2,
+       "\x43"
+       "a/b",
+       CAIRN_EPROTO),
+    BV(2,
+       "\x7f\x63"
+       "a/b\xff",
+       CAIRN_EPROTO),
     BV(2, "\x60", CAIRN_EPROTO),
-    BV(2, "\x63" "a/+", CAIRN_EPROTO),
+    BV(2,
+       "\x63"
+       "a/+",
+       CAIRN_EPROTO),
     BV(2, "\x61#", CAIRN_EPROTO),
-    BV(2, "\x63" "a\x00" "b", CAIRN_EPROTO),
+    BV(2,
+       "\x63"
+       "a\x00"
+       "b",
+       CAIRN_EPROTO),
     BV(2, "\x62\xc3\x28", CAIRN_EPROTO),
     /* ts: uint */
     BV(3, "\x20", CAIRN_EPROTO),
     BV(3, "\x3b\xff\xff\xff\xff\xff\xff\xff\xff", CAIRN_EPROTO),
-    BV(3, "\x61" "1", CAIRN_EPROTO),
+    BV(3,
+       "\x61"
+       "1",
+       CAIRN_EPROTO),
     BV(3, "\xfb\x40\x00\x00\x00\x00\x00\x00\x00", CAIRN_EPROTO),
     BV(3, "\xc1\x01", CAIRN_EPROTO),
     /* corr: bstr of exactly 16 */
-    BV(4, "\x4f" "123456789012345", CAIRN_EPROTO),
+    BV(4,
+       "\x4f"
+       "123456789012345",
+       CAIRN_EPROTO),
     BV(4, "\xf6", CAIRN_EPROTO),
     /* ctype, key: definite tstr */
     BV(5, "\x41x", CAIRN_EPROTO),
@@ -579,13 +614,13 @@ test_decode_wrong_top(void **state)
         const char *in;
         size_t      len;
     } cases[] = {
-        {"\x80", 1},         /* array */
-        {"\x00", 1},         /* uint */
-        {"\xf6", 1},         /* null */
-        {"\xff", 1},         /* break */
-        {"\xa0", 1},         /* empty map: required fields missing */
-        {"\xbf\xff", 2},     /* indefinite map */
-        {"\xc0\xa0", 2},     /* tagged map */
+        {"\x80", 1},     /* array */
+        {"\x00", 1},     /* uint */
+        {"\xf6", 1},     /* null */
+        {"\xff", 1},     /* break */
+        {"\xa0", 1},     /* empty map: required fields missing */
+        {"\xbf\xff", 2}, /* indefinite map */
+        {"\xc0\xa0", 2}, /* tagged map */
     };
     cairn_envelope env;
     tb             t;
@@ -601,10 +636,9 @@ test_decode_wrong_top(void **state)
     tb_byte(&t, 0xFF);
     assert_int_equal(tb_decode(&t, &env), CAIRN_EPROTO);
     /* Keys that are not unsigned integers. */
-    static const raw keys[] = {R("\x20"),         R("\x61k"),
-                               R("\x41k"),         R("\xf6"),
-                               R("\xf9\x00\x00"), R("\xc0\x00"),
-                               R("\x80"),         R("\xa0")};
+    static const raw keys[] = {R("\x20"), R("\x61k"),        R("\x41k"),
+                               R("\xf6"), R("\xf9\x00\x00"), R("\xc0\x00"),
+                               R("\x80"), R("\xa0")};
     for (size_t i = 0; i < CAIRNI_ARRAY_LEN(keys); i++) {
         tb_base(&t, 1, -1);
         tb_lit(&t, keys[i]);
@@ -624,7 +658,7 @@ test_decode_oversize_lengths(void **state)
     static const uint8_t bstrmax[] = {0xA1, 0x00, 0x5B, 0xFF, 0xFF, 0xFF,
                                       0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 'a'};
     static const uint8_t tstr4g[] = {0xA1, 0x02, 0x7A, 0xFF, 0xFF,
-                                     0xFF, 0xFF, 'a', '/', 'b'};
+                                     0xFF, 0xFF, 'a',  '/',  'b'};
     static const uint8_t map4g[] = {0xBA, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x40};
     static const uint8_t map64[] = {0xBB, 0x00, 0x00, 0x00, 0x01, 0x00,
                                     0x00, 0x00, 0x01, 0x00, 0x40};
@@ -690,8 +724,17 @@ static void
 test_decode_duplicates(void **state)
 {
     static const char *const vals[] = {
-        "\x41x", "\x50" "0123456789abcdef", "\x61x", "\x01",
-        "\x50" "0123456789abcdef", "\x61x", "\xa0", "\x01", "\x61x",
+        "\x41x",
+        "\x50"
+        "0123456789abcdef",
+        "\x61x",
+        "\x01",
+        "\x50"
+        "0123456789abcdef",
+        "\x61x",
+        "\xa0",
+        "\x01",
+        "\x61x",
     };
     tb             t;
     cairn_envelope env;
@@ -714,7 +757,9 @@ test_decode_duplicates(void **state)
     /* Unknown keys may repeat; duplicate header names are kept. */
     tb_base(&t, 3, -1);
     tb_raw(&t, "\x09\x01\x09\x02", 4);
-    tb_lit(&t, (raw)R("\x06\xa2\x61k\x61" "1\x61k\x61" "2"));
+    tb_lit(&t, (raw)R("\x06\xa2\x61k\x61"
+                      "1\x61k\x61"
+                      "2"));
     assert_int_equal(tb_decode(&t, &env), CAIRN_OK);
     assert_int_equal(env.nheaders, 2);
     assert_memory_equal(env.headers[1].value.ptr, "2", 1);
@@ -787,9 +832,8 @@ test_decode_limits(void **state)
             tb_head(&t, 0, 100 + i);
             tb_head(&t, 0, i);
         }
-        assert_int_equal(tb_decode(&t, &env), n > CAIRN_ENV_MAX_KEYS
-                                                  ? CAIRN_ELIMIT
-                                                  : CAIRN_OK);
+        assert_int_equal(tb_decode(&t, &env),
+                         n > CAIRN_ENV_MAX_KEYS ? CAIRN_ELIMIT : CAIRN_OK);
     }
 }
 
@@ -850,9 +894,8 @@ test_decode_items(void **state)
         for (size_t i = 0; i < n; i++) {
             tb_byte(&t, 0x00);
         }
-        assert_int_equal(tb_decode(&t, &env), n >= CAIRN_ENV_MAX_ITEMS
-                                                  ? CAIRN_ELIMIT
-                                                  : CAIRN_OK);
+        assert_int_equal(tb_decode(&t, &env),
+                         n >= CAIRN_ENV_MAX_ITEMS ? CAIRN_ELIMIT : CAIRN_OK);
     }
     /* The budget is shared by all unknown values of one envelope. */
     tb_base(&t, 2, -1);
@@ -882,10 +925,15 @@ test_decode_unknown_skipped(void **state)
         R("\x1b\xff\xff\xff\xff\xff\xff\xff\xff"),
         R("\x20"),
         R("\x3b\xff\xff\xff\xff\xff\xff\xff\xff"),
-        R("\x43" "abc"),
-        R("\x63" "abc"),
-        R("\x5f\x41" "a\x40\x42" "bc\xff"),
-        R("\x7f\x61" "a\x60\xff"),
+        R("\x43"
+          "abc"),
+        R("\x63"
+          "abc"),
+        R("\x5f\x41"
+          "a\x40\x42"
+          "bc\xff"),
+        R("\x7f\x61"
+          "a\x60\xff"),
         R("\x5f\xff"),
         R("\x80"),
         R("\x83\x01\x82\x02\x03\xa1\x61k\x80"),
@@ -894,7 +942,8 @@ test_decode_unknown_skipped(void **state)
         R("\x9f\x01\x9f\xff\x5f\xff\xff"),
         R("\xbf\xff"),
         R("\xbf\x01\x02\x63key\xa0\xff"),
-        R("\xc0\x74" "2013-03-21T20:04:00Z"),
+        R("\xc0\x74"
+          "2013-03-21T20:04:00Z"),
         R("\xc6\x01"),
         R("\xd4\x02"),
         R("\xd5\x40"),
@@ -915,7 +964,8 @@ test_decode_unknown_skipped(void **state)
         R("\xfa\x47\xc3\x50\x00"),
         R("\xfb\x3f\xf1\x99\x99\x99\x99\x99\x9a"),
         R("\xfb\x7f\xf8\x00\x00\x00\x00\x00\x00"),
-        R("\x5b\x00\x00\x00\x00\x00\x00\x00\x01" "a"),
+        R("\x5b\x00\x00\x00\x00\x00\x00\x00\x01"
+          "a"),
         R("\x9b\x00\x00\x00\x00\x00\x00\x00\x01\x00"),
     };
     static const raw keys[] = {
@@ -966,7 +1016,10 @@ test_decode_liberal(void **state)
     tb_raw(&t, "\xb8\x05", 2);
     tb_raw(&t, "\x1b\x00\x00\x00\x00\x00\x00\x00\x08\x61q", 11);
     tb_raw(&t, "\x18\x03\x1a\x00\x00\x00\x07", 7);
-    tb_raw(&t, "\x19\x00\x02\x78\x03" "a/b", 8);
+    tb_raw(&t,
+           "\x19\x00\x02\x78\x03"
+           "a/b",
+           8);
     tb_raw(&t, "\x01\x58\x10", 3);
     tb_raw(&t, id_a, 16);
     tb_raw(&t, "\x00\x5a\x00\x00\x00\x01z", 7);
@@ -1021,8 +1074,8 @@ test_id_monotonic(void **state)
         if (memcmp(prev, id, CAIRN_ID_LEN) >= 0) {
             fail_msg("id %d not above the previous one", i);
         }
-        assert_int_equal(id[6] >> 4, 7);      /* version */
-        assert_int_equal(id[8] >> 6, 2);      /* variant */
+        assert_int_equal(id[6] >> 4, 7); /* version */
+        assert_int_equal(id[8] >> 6, 2); /* variant */
         memcpy(prev, id, CAIRN_ID_LEN);
     }
     uint64_t t1 = cairn_now_ms();
@@ -1066,7 +1119,7 @@ id_cmp(const void *a, const void *b)
 static void
 test_id_threads(void **state)
 {
-    size_t    n   = (size_t)ID_THREADS * ID_PER_THREAD;
+    size_t n = (size_t)ID_THREADS * ID_PER_THREAD;
     uint8_t(*ids)[CAIRN_ID_LEN] = malloc(n * CAIRN_ID_LEN);
     pthread_t th[ID_THREADS];
     (void)state;
@@ -1101,7 +1154,8 @@ test_id_format_parse(void **state)
         0x8d, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
     };
     static const char *const bad[] = {
-        "", "0190b2c4-5e6f-7abc-8def-0123456789a",
+        "",
+        "0190b2c4-5e6f-7abc-8def-0123456789a",
         "0190b2c4-5e6f-7abc-8def-0123456789abc",
         "0190b2c45e6f-7abc-8def-0123456789ab-",
         "0190b2c4-5e6f-7abc-8def_0123456789ab",
@@ -1119,8 +1173,7 @@ test_id_format_parse(void **state)
     assert_int_equal(cairn_id_parse(text, back), CAIRN_OK);
     assert_memory_equal(known, back, CAIRN_ID_LEN);
     assert_int_equal(
-        cairn_id_parse("0190B2C4-5E6F-7ABC-8DEF-0123456789AB", back),
-        CAIRN_OK);
+        cairn_id_parse("0190B2C4-5E6F-7ABC-8DEF-0123456789AB", back), CAIRN_OK);
     assert_memory_equal(known, back, CAIRN_ID_LEN);
     assert_true(cairn_id_time_ms(known) == 0x0190b2c45e6fu);
     for (size_t i = 0; i < CAIRNI_ARRAY_LEN(bad); i++) {

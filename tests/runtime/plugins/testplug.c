@@ -16,7 +16,14 @@
 
 #include <cairn/cairn.h>
 
-enum { TP_NOENTRY = 1, TP_ABI2, TP_SMALL, TP_INITFAIL, TP_V10, TP_FUTURE, TP_ECHO };
+/* Macros, not an enum: TP_MODE is also tested with #if. */
+#define TP_NOENTRY 1
+#define TP_ABI2 2
+#define TP_SMALL 3
+#define TP_INITFAIL 4
+#define TP_V10 5
+#define TP_FUTURE 6
+#define TP_ECHO 7
 
 typedef struct tp {
     const cairn_host *host;

@@ -1,0 +1,704 @@
+/*
+ * bus_rpc.c - request/reply services by name over NNG req0/rep0.
+ *
+ * For every service name ever served, the bus keeps one entry
+ * (cairni_bus_rpc) until it closes: its inproc URL, the service that
+ * currently provides it (or none), the req0 socket callers share, a free
+ * list of request contexts, and the name's counters and latency
+ * histogram.  Serving the name again after an unserve listens on the
+ * same URL, and the req0 dialer reconnects to it by itself.
+ *
+ * Wire format, both directions inside one process:
+ *   request  8-byte big-endian absolute deadline (cairni_mono_us), then
+ *            the encoded envelope
+ *   reply    4-byte big-endian cairn_err returned by the handler, then
+ *            what the handler appended with cairni_out_append
+ *
+ * Deadlines.  A call carries its absolute deadline.  The service thread
+ * skips a request whose deadline has passed (counted as expired) rather
+ * than running work nobody waits for.  REQ resending is turned off
+ * (NNG_OPT_REQ_RESENDTIME infinite): NNG would otherwise send the same
+ * request again on its timer, and a service could run it twice.  The
+ * call's waits use the aio's own timeout, set to what is left of the
+ * deadline before the send and again before the receive; that is what
+ * NNG_OPT_SENDTIMEO/RECVTIMEO would do, without an option call per
+ * request.
+ *
+ * Contexts.  Each call takes an nng_ctx (and its aio) from the entry's
+ * free list, or opens one, and gives it back afterwards; up to
+ * BUS_SLOTS_MAX idle ones are kept.  A context whose receive timed out
+ * has abandoned its request (NNG discards a late reply by request id),
+ * so it can serve the next call.
+ *
+ * Threads and locks.  One thread per service runs the handler, one
+ * request at a time, in arrival order.  Callers are any threads.
+ * bus->lock guards bus->rpcs, each entry's svc and the creation of its
+ * req socket (immutable once made); slot_lock guards the free list;
+ * counters are atomic.  No lock is held while a handler runs or while a
+ * caller waits.
+ *
+ * Unserve: the entry forgets the service under bus->lock (new calls get
+ * CAIRN_ENOENT), the thread's receive aio is stopped, which ends the
+ * thread once a running handler has returned and replied, the thread is
+ * joined, and then the rep socket is closed.  A call still waiting on
+ * that service fails with CAIRN_ECONNREFUSED when its pipe closes (NNG
+ * resends nothing, see above), or with CAIRN_ETIMEDOUT.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "bus_impl.h"
+
+#define BUS_SLOTS_MAX 16          /* idle request contexts kept per name */
+#define BUS_REPLY_SEND_MS 1000    /* a reply never blocks a service longer */
+#define BUS_REQ_HDR 8             /* deadline header of a request */
+#define BUS_REP_HDR 4             /* status header of a reply */
+
+typedef struct bus_slot {
+    struct bus_slot *next;
+    nng_ctx          ctx;
+    nng_aio         *aio; /* no callback: callers wait on it */
+} bus_slot;
+
+struct cairni_bus_rpc {
+    cairni_bus_rpc *next; /* in bus->rpcs, under bus->lock */
+    char           *name; /* owned */
+    char            url[CAIRNI_BUS_URL_MAX];
+    cairn_svc      *svc;     /* current provider or NULL; bus->lock */
+    bool            has_req; /* req is open; bus->lock */
+    nng_socket      req;     /* immutable once has_req */
+
+    pthread_mutex_t slot_lock;
+    bus_slot       *slots; /* owned free list */
+    unsigned        nslots;
+
+    cairni_hist      latency; /* calls that got a reply */
+    _Atomic uint64_t ok;      /* reply with status CAIRN_OK */
+    _Atomic uint64_t timeout; /* no reply by the deadline */
+    _Atomic uint64_t error;   /* any other outcome */
+    _Atomic uint64_t handled; /* requests the handler ran */
+    _Atomic uint64_t expired; /* requests skipped: deadline passed */
+    _Atomic uint64_t bad;     /* malformed requests */
+};
+
+struct cairn_svc {
+    cairni_bus     *bus; /* borrowed */
+    cairni_bus_rpc *rpc; /* borrowed from bus->rpcs */
+    char           *owner;
+    cairn_serve_fn  fn;
+    void           *arg;
+    nng_socket      rep;
+    nng_aio        *raio; /* the service thread's receives */
+    pthread_t       thread;
+    bool            started;
+};
+
+/* A reply being built: the nng_msg that will be sent, status first. */
+struct cairn_out {
+    nng_msg *msg;
+};
+
+static const nng_socket bus_nosock = NNG_SOCKET_INITIALIZER;
+
+static void
+bus_put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t
+bus_get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* ---- the service side -------------------------------------------------- */
+
+cairn_err
+cairni_out_append(cairn_out *out, const void *data, size_t len)
+{
+    size_t have;
+    size_t cap;
+
+    if (out == NULL || out->msg == NULL || (data == NULL && len > 0)) {
+        return CAIRN_EINVAL;
+    }
+    have = nng_msg_len(out->msg) - BUS_REP_HDR;
+    if (len > CAIRN_ENV_MAX_SIZE - have) {
+        return CAIRN_ETOOBIG;
+    }
+    /* Grow geometrically: nng_msg_append alone reallocates each time. */
+    if (nng_msg_len(out->msg) + len > nng_msg_capacity(out->msg)) {
+        cap = 2 * nng_msg_capacity(out->msg);
+        if (cap < nng_msg_len(out->msg) + len) {
+            cap = nng_msg_len(out->msg) + len;
+        }
+        if (nng_msg_reserve(out->msg, cap) != 0) {
+            return CAIRN_ENOMEM;
+        }
+    }
+    return nng_msg_append(out->msg, data, len) == 0 ? CAIRN_OK
+                                                    : CAIRN_ENOMEM;
+}
+
+/* Runs one request.  req is freed here; the handler's envelope points
+ * into it, so only after the handler has returned. */
+static void
+bus_svc_handle(cairn_svc *svc, nng_msg *req)
+{
+    cairni_bus_rpc *rpc  = svc->rpc;
+    const uint8_t  *body = nng_msg_body(req);
+    size_t          len  = nng_msg_len(req);
+    cairn_out       out  = {NULL};
+    cairn_envelope  env;
+    cairn_err       st;
+
+    if (len < BUS_REQ_HDR) {
+        atomic_fetch_add(&rpc->bad, 1);
+        goto done; /* no reply: the caller times out */
+    }
+    if (cairni_mono_us() >= bus_get_be(body, BUS_REQ_HDR)) {
+        atomic_fetch_add(&rpc->expired, 1);
+        goto done; /* the caller has given up: do not run late work */
+    }
+    if (nng_msg_alloc(&out.msg, BUS_REP_HDR) != 0) {
+        goto done;
+    }
+    if (cairn_envelope_decode(body + BUS_REQ_HDR, len - BUS_REQ_HDR, &env) !=
+        CAIRN_OK) {
+        atomic_fetch_add(&rpc->bad, 1);
+        st = CAIRN_EPROTO;
+    } else {
+        st = svc->fn(svc->arg, &env, &out);
+        atomic_fetch_add(&rpc->handled, 1);
+    }
+    bus_put_be(nng_msg_body(out.msg), (uint32_t)st, BUS_REP_HDR);
+    if (nng_sendmsg(svc->rep, out.msg, 0) != 0) {
+        nng_msg_free(out.msg); /* a failed send leaves it ours */
+    }
+done:
+    nng_msg_free(req);
+}
+
+static void *
+bus_svc_main(void *arg)
+{
+    cairn_svc *svc = arg;
+    nng_msg   *req;
+    int        rv;
+
+    for (;;) {
+        nng_recv_aio(svc->rep, svc->raio);
+        nng_aio_wait(svc->raio);
+        if ((rv = nng_aio_result(svc->raio)) != 0) {
+            if (rv == NNG_ECANCELED || rv == NNG_ECLOSED) {
+                break; /* bus_svc_free */
+            }
+            continue; /* e.g. NNG_ENOMEM: transient */
+        }
+        req = nng_aio_get_msg(svc->raio);
+        nng_aio_set_msg(svc->raio, NULL);
+        bus_svc_handle(svc, req);
+    }
+    return NULL;
+}
+
+/* Ends the thread by stopping its receive aio (a running handler
+ * finishes and sends its reply first), joins it, and only then closes
+ * the socket: closing a socket while a thread may be entering a receive
+ * on it is not safe with NNG 1.5.  svc is unlinked already. */
+static void
+bus_svc_free(cairn_svc *svc)
+{
+    if (svc->raio != NULL) {
+        nng_aio_stop(svc->raio);
+    }
+    if (svc->started) {
+        pthread_join(svc->thread, NULL);
+    }
+    if (nng_socket_id(svc->rep) > 0) {
+        nng_close(svc->rep);
+    }
+    if (svc->raio != NULL) {
+        nng_aio_free(svc->raio);
+    }
+    free(svc->owner);
+    free(svc);
+}
+
+/* bus->lock held.  Listens on rpc's URL and starts the thread. */
+static cairn_err
+bus_svc_open(cairn_svc *svc, cairni_bus_rpc *rpc)
+{
+    nng_socket s;
+    int        rv;
+    cairn_err  err;
+
+    if ((rv = nng_rep0_open(&s)) != 0) {
+        return cairni_nng_err(rv);
+    }
+    svc->rep = s;
+    svc->rpc = rpc;
+    if ((rv = nng_socket_set_ms(svc->rep, NNG_OPT_SENDTIMEO,
+                                BUS_REPLY_SEND_MS)) != 0 ||
+        (rv = nng_listen(svc->rep, rpc->url, NULL, 0)) != 0) {
+        return cairni_nng_err(rv);
+    }
+    err = cairni_bus_thread_start(&svc->thread, bus_svc_main, svc);
+    svc->started = err == CAIRN_OK;
+    return err;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+static void
+bus_slot_free(bus_slot *s)
+{
+    if (s->aio != NULL) {
+        nng_aio_free(s->aio);
+    }
+    if (nng_ctx_id(s->ctx) > 0) {
+        nng_ctx_close(s->ctx);
+    }
+    free(s);
+}
+
+static void
+bus_rpc_free(cairni_bus_rpc *rpc)
+{
+    while (rpc->slots != NULL) {
+        bus_slot *next = rpc->slots->next;
+        bus_slot_free(rpc->slots);
+        rpc->slots = next;
+    }
+    if (rpc->has_req) {
+        nng_close(rpc->req);
+    }
+    pthread_mutex_destroy(&rpc->slot_lock);
+    free(rpc->name);
+    free(rpc);
+}
+
+/* bus->lock held.  The entry for name, made if create and missing. */
+static cairn_err
+bus_rpc_find(cairni_bus *bus, const char *name, bool create,
+             cairni_bus_rpc **rpcp)
+{
+    cairni_bus_rpc *rpc;
+
+    for (rpc = bus->rpcs; rpc != NULL; rpc = rpc->next) {
+        if (strcmp(rpc->name, name) == 0) {
+            *rpcp = rpc;
+            return CAIRN_OK;
+        }
+    }
+    if (!create) {
+        return CAIRN_ENOENT;
+    }
+    if ((rpc = calloc(1, sizeof(*rpc))) == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    if ((rpc->name = strdup(name)) == NULL) {
+        free(rpc);
+        return CAIRN_ENOMEM;
+    }
+    pthread_mutex_init(&rpc->slot_lock, NULL);
+    rpc->req = bus_nosock;
+    cairni_bus_url(bus, "svc", rpc->url);
+    rpc->next = bus->rpcs;
+    bus->rpcs = rpc;
+    *rpcp     = rpc;
+    return CAIRN_OK;
+}
+
+cairn_err
+cairni_bus_serve(cairni_bus *bus, const char *service, const char *owner,
+                 cairn_serve_fn fn, void *arg, cairn_svc **svcp)
+{
+    cairni_bus_rpc *rpc;
+    cairn_svc      *svc;
+    cairn_err       rv;
+
+    if (bus == NULL || fn == NULL || svcp == NULL ||
+        cairni_bus_name_valid(service) != CAIRN_OK) {
+        return CAIRN_EINVAL;
+    }
+    if ((svc = calloc(1, sizeof(*svc))) == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    svc->bus = bus;
+    svc->fn  = fn;
+    svc->arg = arg;
+    svc->rep = bus_nosock;
+    if ((svc->owner = strdup(owner != NULL ? owner : "")) == NULL ||
+        nng_aio_alloc(&svc->raio, NULL, NULL) != 0) {
+        rv = CAIRN_ENOMEM;
+        goto fail;
+    }
+    pthread_mutex_lock(&bus->lock);
+    if ((rv = bus_rpc_find(bus, service, true, &rpc)) == CAIRN_OK) {
+        rv = rpc->svc != NULL ? CAIRN_EEXIST : bus_svc_open(svc, rpc);
+    }
+    if (rv == CAIRN_OK) {
+        rpc->svc = svc;
+    }
+    pthread_mutex_unlock(&bus->lock);
+    if (rv != CAIRN_OK) {
+        goto fail;
+    }
+    *svcp = svc;
+    return CAIRN_OK;
+fail:
+    bus_svc_free(svc);
+    return rv;
+}
+
+void
+cairni_bus_unserve(cairn_svc *svc)
+{
+    if (svc == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&svc->bus->lock);
+    if (svc->rpc->svc == svc) {
+        svc->rpc->svc = NULL;
+    }
+    pthread_mutex_unlock(&svc->bus->lock);
+    bus_svc_free(svc);
+}
+
+/* ---- the caller side ---------------------------------------------------- */
+
+/* bus->lock held.  Opens the req0 socket callers of rpc share. */
+static cairn_err
+bus_rpc_dial(cairni_bus_rpc *rpc)
+{
+    nng_socket s;
+    int        rv;
+
+    if ((rv = nng_req0_open(&s)) != 0) {
+        return cairni_nng_err(rv);
+    }
+    /* Never resend (see the top of this file); redial a re-served name
+     * quickly. */
+    if ((rv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME,
+                                NNG_DURATION_INFINITE)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 1)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 100)) != 0 ||
+        (rv = nng_dial(s, rpc->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        nng_close(s);
+        return cairni_nng_err(rv);
+    }
+    rpc->req     = s;
+    rpc->has_req = true;
+    return CAIRN_OK;
+}
+
+/* The entry of a registered service, with its req socket open. */
+static cairn_err
+bus_rpc_lookup(cairni_bus *bus, const char *name, cairni_bus_rpc **rpcp)
+{
+    cairni_bus_rpc *rpc = NULL;
+    cairn_err       rv;
+
+    pthread_mutex_lock(&bus->lock);
+    rv = bus_rpc_find(bus, name, false, &rpc);
+    if (rv == CAIRN_OK && rpc->svc == NULL) {
+        rv = CAIRN_ENOENT;
+    }
+    if (rv == CAIRN_OK && !rpc->has_req) {
+        rv = bus_rpc_dial(rpc);
+    }
+    pthread_mutex_unlock(&bus->lock);
+    *rpcp = rpc;
+    return rv;
+}
+
+static cairn_err
+bus_slot_get(cairni_bus_rpc *rpc, bus_slot **sp)
+{
+    bus_slot *s;
+    int       rv = NNG_ENOMEM;
+
+    pthread_mutex_lock(&rpc->slot_lock);
+    if ((s = rpc->slots) != NULL) {
+        rpc->slots = s->next;
+        rpc->nslots--;
+    }
+    pthread_mutex_unlock(&rpc->slot_lock);
+    if (s != NULL) {
+        *sp = s;
+        return CAIRN_OK;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    s->ctx = (nng_ctx)NNG_CTX_INITIALIZER;
+    if ((rv = nng_ctx_open(&s->ctx, rpc->req)) != 0 ||
+        (rv = nng_aio_alloc(&s->aio, NULL, NULL)) != 0) {
+        goto fail;
+    }
+    *sp = s;
+    return CAIRN_OK;
+fail:
+    bus_slot_free(s);
+    return cairni_nng_err(rv);
+}
+
+static void
+bus_slot_put(cairni_bus_rpc *rpc, bus_slot *s)
+{
+    pthread_mutex_lock(&rpc->slot_lock);
+    if (rpc->nslots < BUS_SLOTS_MAX) {
+        s->next    = rpc->slots;
+        rpc->slots = s;
+        rpc->nslots++;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&rpc->slot_lock);
+    if (s != NULL) {
+        bus_slot_free(s);
+    }
+}
+
+/* Milliseconds left until deadline, rounded up; 0 once it has passed. */
+static nng_duration
+bus_left_ms(uint64_t deadline)
+{
+    uint64_t now = cairni_mono_us();
+    uint64_t ms;
+
+    if (now >= deadline) {
+        return 0;
+    }
+    ms = (deadline - now + 999) / 1000;
+    return ms > INT32_MAX ? INT32_MAX : (nng_duration)ms;
+}
+
+static cairn_err
+bus_call_err(int rv)
+{
+    return rv == NNG_ETIMEDOUT ? CAIRN_ETIMEDOUT : cairni_nng_err(rv);
+}
+
+/* Waits for one operation on the slot's context with what is left of
+ * the deadline. */
+static int
+bus_slot_run(bus_slot *s, uint64_t deadline,
+             void (*op)(nng_ctx, nng_aio *))
+{
+    nng_duration left = bus_left_ms(deadline);
+
+    if (left == 0) {
+        return NNG_ETIMEDOUT;
+    }
+    nng_aio_set_timeout(s->aio, left);
+    op(s->ctx, s->aio);
+    nng_aio_wait(s->aio);
+    return nng_aio_result(s->aio);
+}
+
+/* Sends *msgp and waits for the reply.  On success *msgp is the reply;
+ * on failure it is the request if NNG gave it back, or NULL. */
+static cairn_err
+bus_exchange(bus_slot *s, nng_msg **msgp, uint64_t deadline)
+{
+    int rv;
+
+    nng_aio_set_msg(s->aio, *msgp);
+    if ((rv = bus_slot_run(s, deadline, nng_ctx_send)) != 0) {
+        /* Still ours: a failed send gives the message back. */
+        *msgp = nng_aio_get_msg(s->aio);
+        nng_aio_set_msg(s->aio, NULL);
+        return bus_call_err(rv);
+    }
+    *msgp = NULL; /* the context owns the request now */
+    if ((rv = bus_slot_run(s, deadline, nng_ctx_recv)) != 0) {
+        return bus_call_err(rv);
+    }
+    *msgp = nng_aio_get_msg(s->aio);
+    nng_aio_set_msg(s->aio, NULL);
+    return CAIRN_OK;
+}
+
+static void
+bus_rpc_account(cairni_bus_rpc *rpc, cairn_err rv, const cairn_reply *reply,
+                uint64_t t0)
+{
+    if (rv == CAIRN_OK) {
+        cairni_hist_observe(&rpc->latency, cairni_mono_us() - t0);
+        atomic_fetch_add(reply->status == CAIRN_OK ? &rpc->ok : &rpc->error,
+                         1);
+    } else {
+        atomic_fetch_add(rv == CAIRN_ETIMEDOUT ? &rpc->timeout : &rpc->error,
+                         1);
+    }
+}
+
+cairn_err
+cairni_bus_call(cairni_bus *bus, const char *service,
+                const cairn_envelope *req, uint32_t timeout_ms,
+                cairn_reply *reply)
+{
+    uint64_t        t0 = cairni_mono_us();
+    uint8_t         hdr[BUS_REQ_HDR];
+    cairni_bus_rpc *rpc;
+    bus_slot       *slot = NULL;
+    nng_msg        *msg  = NULL;
+    cairn_err       rv;
+
+    if (reply == NULL) {
+        return CAIRN_EINVAL;
+    }
+    memset(reply, 0, sizeof(*reply));
+    if (bus == NULL || req == NULL || timeout_ms == 0 ||
+        cairni_bus_name_valid(service) != CAIRN_OK) {
+        return CAIRN_EINVAL;
+    }
+    if ((rv = bus_rpc_lookup(bus, service, &rpc)) != CAIRN_OK) {
+        return rv;
+    }
+    bus_put_be(hdr, t0 + (uint64_t)timeout_ms * 1000, BUS_REQ_HDR);
+    if ((rv = cairni_bus_env_msg(req, service, hdr, sizeof(hdr), false,
+                                 &msg)) != CAIRN_OK ||
+        (rv = bus_slot_get(rpc, &slot)) != CAIRN_OK ||
+        (rv = bus_exchange(slot, &msg, t0 + (uint64_t)timeout_ms * 1000)) !=
+            CAIRN_OK) {
+        goto done;
+    }
+    if (nng_msg_len(msg) < BUS_REP_HDR) {
+        rv = CAIRN_EPROTO;
+        goto done;
+    }
+    reply->status = (cairn_err)bus_get_be(nng_msg_body(msg), BUS_REP_HDR);
+    reply->data   = (const uint8_t *)nng_msg_body(msg) + BUS_REP_HDR;
+    reply->len    = nng_msg_len(msg) - BUS_REP_HDR;
+    reply->impl_  = msg; /* released by cairni_reply_fini */
+    msg           = NULL;
+done:
+    if (slot != NULL) {
+        bus_slot_put(rpc, slot);
+    }
+    if (msg != NULL) {
+        nng_msg_free(msg);
+    }
+    bus_rpc_account(rpc, rv, reply, t0);
+    return rv;
+}
+
+void
+cairni_reply_fini(cairn_reply *reply)
+{
+    if (reply == NULL) {
+        return;
+    }
+    if (reply->impl_ != NULL) {
+        nng_msg_free(reply->impl_);
+    }
+    memset(reply, 0, sizeof(*reply));
+}
+
+/* ---- close, metrics, listing -------------------------------------------- */
+
+void
+cairni_bus_rpcs_close(cairni_bus *bus)
+{
+    cairni_bus_rpc *rpcs;
+
+    pthread_mutex_lock(&bus->lock);
+    rpcs      = bus->rpcs;
+    bus->rpcs = NULL;
+    pthread_mutex_unlock(&bus->lock);
+    while (rpcs != NULL) {
+        cairni_bus_rpc *next = rpcs->next;
+        if (rpcs->svc != NULL) {
+            bus_svc_free(rpcs->svc); /* joins before the entry goes */
+        }
+        bus_rpc_free(rpcs);
+        rpcs = next;
+    }
+}
+
+/* bus->lock held. */
+static void
+bus_render_rpc_latency(cairni_bus *bus, cairni_buf *out)
+{
+    cairni_buf labels = {0};
+
+    cairni_buf_printf(out, "# TYPE cairn_rpc_latency_seconds histogram\n");
+    for (const cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+        labels.len = 0;
+        cairni_buf_printf(&labels, "service=\"");
+        cairni_prom_escape(&labels, r->name, strlen(r->name));
+        cairni_buf_printf(&labels, "\"");
+        if (!labels.failed) {
+            cairni_hist_render(&r->latency, "cairn_rpc_latency_seconds",
+                               labels.data, out);
+        }
+    }
+    cairni_buf_fini(&labels);
+}
+
+/* bus->lock held.  One counter family over all entries. */
+static void
+bus_render_rpc_family(cairni_bus *bus, cairni_buf *out, const char *metric,
+                      size_t field)
+{
+    cairni_buf_printf(out, "# TYPE %s counter\n", metric);
+    for (const cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+        const _Atomic uint64_t *v =
+            (const _Atomic uint64_t *)((const char *)r + field);
+        cairni_bus_prom(out, metric, "service", r->name, NULL, NULL,
+                        atomic_load(v));
+    }
+}
+
+void
+cairni_bus_rpcs_render(cairni_bus *bus, cairni_buf *out)
+{
+    static const char *const results[] = {"ok", "timeout", "error"};
+
+    pthread_mutex_lock(&bus->lock);
+    bus_render_rpc_latency(bus, out);
+    cairni_buf_printf(out, "# TYPE cairn_rpc_calls_total counter\n");
+    for (const cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+        uint64_t v[3] = {atomic_load(&r->ok), atomic_load(&r->timeout),
+                         atomic_load(&r->error)};
+        for (int i = 0; i < 3; i++) {
+            cairni_bus_prom(out, "cairn_rpc_calls_total", "service", r->name,
+                            "result", results[i], v[i]);
+        }
+    }
+    bus_render_rpc_family(bus, out, "cairn_rpc_handled_total",
+                          offsetof(cairni_bus_rpc, handled));
+    bus_render_rpc_family(bus, out, "cairn_rpc_expired_total",
+                          offsetof(cairni_bus_rpc, expired));
+    bus_render_rpc_family(bus, out, "cairn_rpc_malformed_total",
+                          offsetof(cairni_bus_rpc, bad));
+    pthread_mutex_unlock(&bus->lock);
+}
+
+void
+cairni_bus_list_services(cairni_bus *bus, cairni_buf *out)
+{
+    pthread_mutex_lock(&bus->lock);
+    for (const cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+        if (r->svc != NULL) {
+            cairni_buf_printf(out, "%s %s %llu\n", r->name,
+                              r->svc->owner[0] ? r->svc->owner : "-",
+                              (unsigned long long)atomic_load(&r->handled));
+        }
+    }
+    pthread_mutex_unlock(&bus->lock);
+}
