@@ -92,7 +92,8 @@ echo "mksysroot: resolving $ARCH packages ($SUITE)"
 # A mirror caught mid-sync fails one index (seen with the security suite);
 # the main suite alone still gives a consistent sysroot.
 if ! sysroot_apt -qq update; then
-    ls "$APT/lists" | grep -q "_${SUITE}_main_binary-${ARCH}_Packages" || {
+    set -- "$APT"/lists/*_"${SUITE}"_main_binary-"${ARCH}"_Packages*
+    [ -e "$1" ] || {
         echo "mksysroot: could not load the package lists of $SUITE" >&2
         exit 1
     }
@@ -141,6 +142,11 @@ find "$NEW" -type l | while read -r link; do
         ;;
     esac
 done
+left=$(find "$NEW" -type l -lname '/*' | head -n 3)
+[ -z "$left" ] || {
+    echo "mksysroot: absolute symlinks left: $left" >&2
+    exit 1
+}
 cp "$APT/closure" "$NEW/.cairn-sysroot"
 
 # Never remove a folder this script did not make.

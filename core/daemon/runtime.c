@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cairnd.h"
 
@@ -162,6 +163,18 @@ rt_admin_url(cd_runtime *rt)
     }
 }
 
+/* host_sleep waits against CLOCK_MONOTONIC: the condition must use it too,
+ * or every timed wait returns at once and a sleeping plugin spins. */
+static void
+rt_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 cairn_err
 cd_runtime_open(cd_runtime **rtp, cairni_config *cfg, const char *plugin_dir,
                 bool check_only, char *err, size_t errlen)
@@ -187,7 +200,7 @@ cd_runtime_open(cd_runtime **rtp, cairni_config *cfg, const char *plugin_dir,
         p->rt           = rt;
         p->cfg          = &((const cairni_plugin_cfg *)cfg->plugins.items)[i];
         pthread_mutex_init(&p->lock, NULL);
-        pthread_cond_init(&p->cv, NULL);
+        rt_cond_init(&p->cv);
     }
     for (size_t i = 0; i < rt->nplugins; i++) {
         rv = rt_plugin_load(rt, &rt->plugins[i], check_only, err, errlen);

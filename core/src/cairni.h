@@ -8,8 +8,10 @@
  *   log.c      leveled logging to stderr
  *   metrics.c  per-topic counters and latency histograms, Prometheus text
  *   topic.c    topic and filter validation and matching (public API)
- *   envelope.c CBOR envelope codec and ids (public API)
- *   config.c   YAML loading, typed tables, file:line errors, docs
+ *   envelope.c CBOR envelope codec (public API)
+ *   id.c       time-ordered ids, wall clock (public API)
+ *   config.c   YAML loading into a node tree, the daemon's config
+ *   cfgtable.c typed tables: validation, filling, documentation
  *   bus.c      NNG in-process pub/sub, work queues, request/reply
  */
 #ifndef CAIRNI_H
@@ -52,6 +54,9 @@ typedef struct cairni_arena {
 void *cairni_arena_alloc(cairni_arena *a, size_t size); /* zeroed; NULL on OOM */
 char *cairni_arena_strndup(cairni_arena *a, const char *s, size_t n);
 void  cairni_arena_fini(cairni_arena *a);
+
+/* Big-endian unsigned integer of n <= 8 bytes. */
+uint64_t cairni_load_be(const uint8_t *p, size_t n);
 
 uint64_t cairni_mono_us(void); /* monotonic microseconds */
 uint64_t cairni_mono_ms(void);

@@ -197,13 +197,14 @@ cfg_type_fail(cfg_ctx *c, const cairn_cfg_field *f, const cairni_node *n)
 
 /* ---- key paths ----------------------------------------------------------- */
 
+/* Appends text to the key path, truncating; returns the old length so the
+ * caller can cut the path back. */
 static size_t
-cfg_path_add(cfg_ctx *c, const char *fmt, const char *key, size_t idx)
+cfg_path_add(cfg_ctx *c, const char *sep, const char *text)
 {
-    size_t old = c->plen;
+    size_t old  = c->plen;
     size_t room = sizeof(c->path) - c->plen;
-    int    n = key != NULL ? snprintf(c->path + c->plen, room, fmt, key)
-                           : snprintf(c->path + c->plen, room, fmt, idx);
+    int    n    = snprintf(c->path + c->plen, room, "%s%s", sep, text);
     if (n > 0) {
         c->plen += (size_t)n < room ? (size_t)n : room - 1;
     }
@@ -213,13 +214,15 @@ cfg_path_add(cfg_ctx *c, const char *fmt, const char *key, size_t idx)
 static size_t
 cfg_path_key(cfg_ctx *c, const char *key)
 {
-    return cfg_path_add(c, c->plen == 0 ? "%s" : ".%s", key, 0);
+    return cfg_path_add(c, c->plen == 0 ? "" : ".", key);
 }
 
 static size_t
 cfg_path_index(cfg_ctx *c, size_t i)
 {
-    return cfg_path_add(c, "[%zu]", NULL, i);
+    char idx[32];
+    snprintf(idx, sizeof(idx), "[%zu]", i);
+    return cfg_path_add(c, "", idx);
 }
 
 static void

@@ -129,6 +129,16 @@ cairni_arena_fini(cairni_arena *a)
 }
 
 uint64_t
+cairni_load_be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+uint64_t
 cairni_mono_us(void)
 {
     struct timespec ts;

@@ -43,7 +43,8 @@ dpkg-deb -c "$RT" | awk '{print $6}' |
 ok "runtime and development files each in their own package"
 
 R=$T/root
-dpkg -x "$RT" "$R" && dpkg -x "$DEV" "$R" || fail "dpkg -x"
+dpkg -x "$RT" "$R" || fail "dpkg -x $RT"
+dpkg -x "$DEV" "$R" || fail "dpkg -x $DEV"
 D=$(dirname "$(find "$R" -path '*/bin/cairnd')")
 P=$(dirname "$D") # the package's prefix, inside the scratch root
 CONF=$(find "$R" -path '*/etc/cairn/cairn.yaml')
