@@ -18,6 +18,13 @@ r=$(cli call echo hello) || fail "call echo"
 [ "$r" = "hello" ] || fail "echo replied '$r'"
 ok "echo service replies"
 
+# host->sleep(200) must really wait (and return early only on stop).
+slept() { s=$(cli call echo.slept) && [ "$s" -ge 0 ]; }
+wait_for 10 slept
+[ "$(cli call echo.slept)" -ge 200 ] ||
+    fail "host->sleep(200) returned after $(cli call echo.slept) ms"
+ok "host->sleep waits its full time ($(cli call echo.slept) ms for 200)"
+
 rc=0
 cli call -t 100 slow.count 2>"$T/err" || rc=$?
 [ "$rc" -eq 4 ] || fail "expired deadline: exit $rc, want 4"

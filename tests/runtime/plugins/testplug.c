@@ -11,8 +11,13 @@
  *   TP_FUTURE    a later 1.x minor with a bigger descriptor: must load
  *   TP_ECHO      a working plugin with an "echo" service
  */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cairn/cairn.h>
 
@@ -28,7 +33,36 @@
 typedef struct tp {
     const cairn_host *host;
     cairn_plugin     *self;
+    _Atomic long      slept_ms; /* how long host->sleep(200) really took */
 } tp;
+
+static long
+tp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "slept": how long the run thread's host->sleep(200) took, -1 before. */
+static cairn_err
+tp_slept(void *arg, const cairn_envelope *req, cairn_out *out)
+{
+    tp  *t = arg;
+    char buf[32];
+    int  n = snprintf(buf, sizeof(buf), "%ld", atomic_load(&t->slept_ms));
+    return t->host->out_append(out, buf, (size_t)n);
+}
+
+static void
+tp_run(void *state)
+{
+    tp  *t  = state;
+    long t0 = tp_now_ms();
+    if (t->host->sleep(t->self, 200)) {
+        atomic_store(&t->slept_ms, tp_now_ms() - t0);
+    }
+}
 
 static cairn_err
 tp_echo(void *arg, const cairn_envelope *req, cairn_out *out)
@@ -51,6 +85,7 @@ tp_init(const cairn_host *host, cairn_plugin *self, const void *config,
     }
     t->host = host;
     t->self = self;
+    atomic_store(&t->slept_ms, -1);
     *statep = t;
     return CAIRN_OK;
 }
@@ -60,7 +95,10 @@ tp_start(void *state)
 {
     tp *t = state;
     if (TP_MODE == TP_ECHO) {
-        return t->host->serve(t->self, "echo", tp_echo, t, NULL);
+        cairn_err rv = t->host->serve(t->self, "echo", tp_echo, t, NULL);
+        return rv != CAIRN_OK
+                   ? rv
+                   : t->host->serve(t->self, "echo.slept", tp_slept, t, NULL);
     }
     return CAIRN_OK;
 }
@@ -98,6 +136,7 @@ static const tp_desc_future tp_desc = {
             .description = "loader test plugin",
             .init        = tp_init,
             .start       = tp_start,
+            .run         = TP_MODE == TP_ECHO ? tp_run : NULL,
             .stop        = tp_stop,
             .fini        = tp_fini,
         },
