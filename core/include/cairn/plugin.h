@@ -153,6 +153,19 @@ typedef struct cairn_reply {
     void          *impl_;   /* private */
 } cairn_reply;
 
+/*
+ * One outbox record handed to a destination (a bridge).  env points into
+ * data; both are owned by the record until host->record_fini().
+ */
+typedef struct cairn_record {
+    uint64_t       seq;     /* the handle for ack/nack */
+    uint32_t       attempt; /* earlier failed attempts of this record */
+    int            prio;    /* 0 normal, 1 high */
+    cairn_envelope env;
+    uint8_t       *data;    /* the encoded envelope */
+    size_t         len;
+} cairn_record;
+
 /* Options of one publish; NULL means all defaults. */
 typedef struct cairn_pub_opts {
     const char    *key;     /* ordering key; NULL = topic */

@@ -1,0 +1,177 @@
+/*
+ * store.h - the durable store: one SQLite database (WAL) holding the
+ * outbox, the dead letters, the idempotent inbox and the plugins' key-value
+ * state.  Internal to libcairn; the daemon and the unit tests use it.
+ *
+ * Modules:
+ *   store.c   open, schema and migrations, the writer thread (group
+ *             commit), maintenance (TTL sweep, inbox window, checkpoint)
+ *   outbox.c  enqueue with limits and policy, drain (next/ack/nack),
+ *             dead letters, stats
+ *   inbox.c   idempotent consumers: id recorded in the same transaction
+ *             as the handler's key-value changes
+ *   retry.c   exponential backoff with full jitter
+ *
+ * Threads: every write of the outbox goes through the one writer thread,
+ * which batches whatever producers and drainers queued into one
+ * transaction (group commit).  A drainer reads on a connection of its own.
+ * An inbox handler runs its own transaction on its own connection; SQLite's
+ * single-writer lock (with a busy timeout) orders it with the writer.
+ */
+#ifndef CAIRN_STORE_H
+#define CAIRN_STORE_H
+
+#include "cairni.h"
+
+#pragma GCC visibility push(default)
+
+typedef struct cairni_store  cairni_store;
+typedef struct cairni_drain  cairni_drain;
+
+enum { CAIRNI_PRIO_NORMAL = 0, CAIRNI_PRIO_HIGH = 1 };
+
+/* Limits and policy of one destination. */
+typedef struct cairni_dest_cfg {
+    const char *name;         /* destination: a plugin instance name */
+    uint64_t    max_bytes;    /* sum of record bytes (envelope + key) */
+    int64_t     max_messages;
+    uint64_t    ttl_ms;       /* 0 = no expiry */
+    int         on_full;      /* cairni_full */
+    uint32_t    window;       /* records handed out and not yet acked */
+} cairni_dest_cfg;
+
+typedef struct cairni_store_opts {
+    const char      *path;      /* database file */
+    int              sync;      /* cairni_sync */
+    cairni_retry_cfg retry;
+    uint64_t         inbox_window_ms; /* how long inbox ids are kept */
+    const cairni_dest_cfg *dests;     /* known destinations and limits */
+    size_t           ndests;
+    cairni_dest_cfg  dest_default;    /* for destinations not listed */
+} cairni_store_opts;
+
+cairn_err cairni_store_open(cairni_store **sp, const cairni_store_opts *o,
+                            char *err, size_t errlen);
+/* Flushes pending acks, stops the writer, closes every connection. */
+void      cairni_store_close(cairni_store *s);
+
+/* ---- outbox: producers --------------------------------------------------- */
+
+/*
+ * Appends one record for destination dest and returns once it is
+ * committed (or failed).  Concurrent callers share commits.  Errors:
+ * CAIRN_EFULL when the destination is full under `reject` or the disk is
+ * full; CAIRN_ETOOBIG when the record alone exceeds max_bytes.  Under
+ * `drop_oldest`, the oldest records are deleted (and counted) to make room.
+ */
+cairn_err cairni_outbox_put(cairni_store *s, const char *dest,
+                            const cairn_envelope *env, int prio);
+
+/* The same for n records in one transaction: all or none. */
+cairn_err cairni_outbox_put_many(cairni_store *s, const char *dest,
+                                 const cairn_envelope *envs, size_t n,
+                                 int prio);
+
+/* ---- outbox: the destination's side ------------------------------------- */
+
+cairn_err cairni_drain_open(cairni_store *s, const char *dest,
+                            cairni_drain **dp);
+void      cairni_drain_close(cairni_drain *d);
+
+/*
+ * Hands out up to max records that are due, in order per key (within a
+ * priority; high first), never more than the window in flight.  Waits up
+ * to wait_ms for one to become available.  *n may be 0 (timeout).  The
+ * records must be released with cairni_record_fini after ack or nack.
+ */
+cairn_err cairni_drain_next(cairni_drain *d, cairn_record *recs, size_t max,
+                            uint32_t wait_ms, size_t *n);
+void      cairni_record_fini(cairn_record *r);
+
+/* The far side acknowledged seq: it is deleted (committed lazily, in
+ * groups; a crash before that commit redelivers it, with the same id). */
+cairn_err cairni_drain_ack(cairni_drain *d, uint64_t seq);
+
+/*
+ * seq failed.  permanent, or the last attempt: to dead letters with error.
+ * Otherwise: attempt+1, retried after the backoff delay; records of the
+ * same key handed out after it are taken back and follow it again.
+ */
+cairn_err cairni_drain_nack(cairni_drain *d, uint64_t seq, bool permanent,
+                            const char *error);
+
+/* Takes back every record in flight (the link dropped): they are handed
+ * out again, in order, without counting an attempt. */
+void      cairni_drain_reset(cairni_drain *d);
+
+/* ---- stats, dead letters ------------------------------------------------ */
+
+typedef struct cairni_dest_stats {
+    char     name[128];
+    uint64_t depth, bytes, inflight;
+    uint64_t oldest_ms;  /* age of the oldest record, 0 when empty */
+    uint64_t next_retry_ms; /* ms until the earliest retry, 0 = none waiting */
+    uint64_t enqueued, acked, retried, expired, dropped, dead, rejected;
+} cairni_dest_stats;
+
+/* Appends one line per destination (for `cairn outbox`). */
+void cairni_store_render_outbox(cairni_store *s, cairni_buf *out);
+/* Prometheus text: cairn_outbox_* {dest} and the group-commit histogram. */
+void cairni_store_render_metrics(cairni_store *s, cairni_buf *out);
+cairn_err cairni_store_stats(cairni_store *s, const char *dest,
+                             cairni_dest_stats *st);
+
+cairn_err cairni_dlq_list(cairni_store *s, size_t limit, cairni_buf *out);
+/* Moves a dead letter (id in text form) or all of them back to the
+ * outbox with attempt 0; *n says how many. */
+cairn_err cairni_dlq_replay(cairni_store *s, const char *id, bool all,
+                            size_t *n);
+cairn_err cairni_dlq_purge(cairni_store *s, size_t *n);
+
+/* ---- idempotent inbox and key-value state -------------------------------- */
+
+typedef struct cairni_txn cairni_txn;
+
+/*
+ * A handler's verdict: CAIRN_OK (done), CAIRN_EAGAIN (not yet: redelivered
+ * later with backoff), CAIRN_EPERM (failed permanently: dead letter).
+ * Any other error counts as a retryable failure.
+ */
+typedef cairn_err (*cairni_inbox_fn)(void *arg, const cairn_envelope *env,
+                                     cairni_txn *txn);
+
+/*
+ * Runs fn for rec inside one transaction on the drainer's connection: if
+ * consumer has seen rec's id, nothing runs (duplicate: acked); otherwise
+ * fn's key-value changes, the id and the outbox delete commit together,
+ * or, for "not yet" and failures, none of fn's changes do.
+ */
+cairn_err cairni_inbox_process(cairni_drain *d, const char *consumer,
+                               const cairn_record *rec, cairni_inbox_fn fn,
+                               void *arg);
+
+/* Records id for consumer unless already there: CAIRN_EEXIST for a
+ * duplicate.  For a bridge's downlink. */
+cairn_err cairni_inbox_accept(cairni_store *s, const char *consumer,
+                              const uint8_t id[CAIRN_ID_LEN]);
+
+/* Key-value state within an inbox transaction (ns = consumer name).
+ * kv_get: *val is malloc'd, CAIRN_ENOENT if absent. */
+cairn_err cairni_kv_get(cairni_txn *t, const char *key, void **val,
+                        size_t *len);
+cairn_err cairni_kv_put(cairni_txn *t, const char *key, const void *val,
+                        size_t len);
+cairn_err cairni_kv_del(cairni_txn *t, const char *key);
+
+/* ---- retry.c ------------------------------------------------------------ */
+
+/* The cap of the delay before attempt (1-based):
+ * min(max, initial * multiplier^(attempt-1)). */
+uint64_t cairni_backoff_cap(const cairni_retry_cfg *r, uint32_t attempt);
+/* Full jitter: uniform in [0, cap]; rnd is a uniform 64-bit value. */
+uint64_t cairni_backoff_delay(const cairni_retry_cfg *r, uint32_t attempt,
+                              uint64_t rnd);
+
+#pragma GCC visibility pop
+
+#endif /* CAIRN_STORE_H */
