@@ -61,6 +61,9 @@ cli_usage(FILE *f)
           "  pub -l [-k KEY] TOPIC  publish each line of standard input\n"
           "  sub [-n N] [-t SEC] [-v] FILTER   print matching messages\n"
           "  call [-t MS] SERVICE [PAYLOAD]    call a request/reply service\n"
+          "  outbox                 per destination: depth, bytes, oldest, "
+          "in flight, retries\n"
+          "  dlq list|replay ID|replay --all|purge   dead letters\n"
           "\n"
           "options:\n"
           "  -s, --socket URL   admin address (default: from -c, else "
@@ -398,6 +401,30 @@ cli_call(cli_conn *c, int argc, char **argv)
                                                                : rc;
 }
 
+/* dlq list [LIMIT] | dlq replay ID|--all | dlq purge */
+static int
+cli_dlq(cli_conn *c, int argc, char **argv)
+{
+    const char *op = argc > 1 ? argv[1] : "";
+    bool        ok = (strcmp(op, "list") == 0 && argc <= 3) ||
+              (strcmp(op, "replay") == 0 && argc == 3) ||
+              (strcmp(op, "purge") == 0 && argc == 2);
+    if (argc > 1 && strcmp(argv[argc - 1], "--help") == 0) {
+        puts("usage: cairn dlq list [LIMIT]     dead letters: id, destination, "
+             "attempts, age, error\n"
+             "       cairn dlq replay ID|--all  back into the outbox, attempts "
+             "reset\n"
+             "       cairn dlq purge            delete every dead letter");
+        return CLI_OK;
+    }
+    if (!ok) {
+        fprintf(stderr, "cairn dlq: expected list [LIMIT], replay ID|--all or "
+                        "purge\n");
+        return CLI_USAGE;
+    }
+    return cli_request(c, argc, (const char *const *)argv, NULL, false);
+}
+
 static int
 cli_simple(cli_conn *c, int argc, char **argv)
 {
@@ -418,7 +445,7 @@ static int
 cli_command(const char *url, int argc, char **argv)
 {
     static const char *const simple[] = {"status", "plugins", "services",
-                                         "metrics"};
+                                         "metrics", "outbox"};
     int (*fn)(cli_conn *, int, char **) = NULL;
     for (size_t i = 0; i < CAIRNI_ARRAY_LEN(simple); i++) {
         fn = strcmp(argv[0], simple[i]) == 0 ? cli_simple : fn;
@@ -426,6 +453,7 @@ cli_command(const char *url, int argc, char **argv)
     fn = strcmp(argv[0], "pub") == 0 ? cli_pub : fn;
     fn = strcmp(argv[0], "sub") == 0 ? cli_sub : fn;
     fn = strcmp(argv[0], "call") == 0 ? cli_call : fn;
+    fn = strcmp(argv[0], "dlq") == 0 ? cli_dlq : fn;
     if (fn == NULL) {
         fprintf(stderr, "cairn: unknown command '%s'\n", argv[0]);
         cli_usage(stderr);

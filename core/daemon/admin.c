@@ -169,6 +169,7 @@ admin_cmd_metrics(cd_admin *ad, const admin_req *rq, cairni_buf *out)
     admin_plugin_metrics(rt, out);
     cairni_metrics_render(rt->metrics, out);
     cairni_bus_render_metrics(rt->bus, out);
+    cairni_store_render_metrics(rt->store, out);
 }
 
 static void
@@ -202,13 +203,52 @@ admin_cmd_pub(cd_admin *ad, const admin_req *rq, cairni_buf *out)
                           rq->argv[1]);
         return CAIRN_EINVAL;
     }
-    cairn_id_new(env.id);
-    cairn_err rv = cairni_bus_publish(ad->rt->bus, &env);
+    cairn_err rv = cd_publish(ad->rt, &env, env.id);
     if (rv == CAIRN_OK) {
         cairni_buf_printf(out, "%s\n", cairn_id_format(env.id, idtext));
     } else {
         cairni_buf_printf(out, "publish failed: %s", cairn_strerror(rv));
     }
+    return rv;
+}
+
+static void
+admin_cmd_outbox(cd_admin *ad, const admin_req *rq, cairni_buf *out)
+{
+    cairni_store_render_outbox(ad->rt->store, out);
+}
+
+/* dlq list [LIMIT] | dlq replay ID | dlq replay --all | dlq purge */
+static cairn_err
+admin_cmd_dlq(cd_admin *ad, const admin_req *rq, cairni_buf *out)
+{
+    cairni_store *st = ad->rt->store;
+    size_t        n  = 0;
+    cairn_err     rv = CAIRN_EINVAL;
+    const char   *op = rq->argc >= 2 ? rq->argv[1] : "";
+    if (strcmp(op, "list") == 0 && rq->argc <= 3) {
+        size_t limit = rq->argc == 3 ? strtoul(rq->argv[2], NULL, 10) : 100;
+        return cairni_dlq_list(st, limit ? limit : 100, out);
+    }
+    if (strcmp(op, "replay") == 0 && rq->argc == 3) {
+        bool all = strcmp(rq->argv[2], "--all") == 0;
+        rv = cairni_dlq_replay(st, all ? NULL : rq->argv[2], all, &n);
+        if (rv == CAIRN_OK) {
+            cairni_buf_printf(out, "replayed %zu\n", n);
+        } else {
+            cairni_buf_printf(out, "replay %s: %s", rq->argv[2],
+                              cairn_strerror(rv));
+        }
+        return rv;
+    }
+    if (strcmp(op, "purge") == 0 && rq->argc == 2) {
+        if ((rv = cairni_dlq_purge(st, &n)) == CAIRN_OK) {
+            cairni_buf_printf(out, "purged %zu\n", n);
+        }
+        return rv;
+    }
+    cairni_buf_printf(out, "usage: dlq list [LIMIT] | dlq replay ID|--all | "
+                           "dlq purge");
     return rv;
 }
 
@@ -345,6 +385,8 @@ static const admin_cmd admin_cmds[] = {
     {"pub", admin_cmd_pub, NULL},
     {"sub", admin_cmd_sub, NULL},
     {"call", admin_cmd_call, NULL},
+    {"outbox", NULL, admin_cmd_outbox},
+    {"dlq", admin_cmd_dlq, NULL},
 };
 
 static cairn_err

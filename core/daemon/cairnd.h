@@ -22,6 +22,7 @@
 #include <stdbool.h>
 
 #include "cairni.h"
+#include "store.h"
 
 /* Exit codes of cairnd, documented in --help and the README. */
 enum {
@@ -94,6 +95,12 @@ struct cairn_plugin {
     pthread_t       run_thread;
     bool            has_run_thread;
 
+    cairni_drain  *drain;      /* this instance's outbox, opened lazily */
+    cairn_inbox_fn inbox_fn;   /* set by inbox_consume */
+    void          *inbox_arg;
+    pthread_t      inbox_thread;
+    bool           has_inbox_thread;
+
     _Atomic uint64_t published;
     _Atomic uint64_t delivered;
     _Atomic uint64_t errors;
@@ -111,7 +118,36 @@ struct cd_runtime {
     pthread_mutex_t lock;
     uint64_t        started_ms;
     struct cd_admin *admin;
+    cairni_store   *store;
 };
+
+/* ---- durable.c --------------------------------------------------------- */
+
+/* Opens the store (data_dir/cairn.db) with the config's limits. */
+cairn_err cd_durable_open(cd_runtime *rt, char *err, size_t errlen);
+
+/*
+ * Publishes env (id and ts filled in when zero) on the bus; when its topic
+ * matches durable routes, it is first committed to each destination's
+ * outbox.  A failed commit (CAIRN_EFULL, ...) publishes nothing.
+ * On success env_id (may be NULL) gets the message id.
+ */
+cairn_err cd_publish(cd_runtime *rt, const cairn_envelope *env,
+                     uint8_t env_id[CAIRN_ID_LEN]);
+
+/* Host functions of ABI 1.1 (durable messaging). */
+cairn_err cd_outbox_next(cairn_plugin *self, cairn_record *recs, size_t max,
+                         uint32_t wait_ms, size_t *n);
+cairn_err cd_outbox_ack(cairn_plugin *self, uint64_t seq);
+cairn_err cd_outbox_nack(cairn_plugin *self, uint64_t seq, bool permanent,
+                         const char *error);
+void      cd_outbox_reset(cairn_plugin *self);
+cairn_err cd_inbox_consume(cairn_plugin *self, cairn_inbox_fn fn, void *arg);
+cairn_err cd_inbox_accept(cairn_plugin *self, const uint8_t id[CAIRN_ID_LEN]);
+/* Waits for the inbox thread (stopping must be set): no handler runs after. */
+void      cd_inbox_join(cairn_plugin *p);
+/* Closes the plugin's drainer, once no thread of the plugin uses it. */
+void      cd_durable_stop(cairn_plugin *p);
 
 /*
  * Loads every plugin (relative paths resolved in plugin_dir) and

@@ -79,7 +79,7 @@ host_publish_env(cairn_plugin *self, const cairn_envelope *env)
     if (atomic_load(&self->stopping)) {
         return CAIRN_ECLOSED;
     }
-    cairn_err rv = cairni_bus_publish(self->rt->bus, env);
+    cairn_err rv = cd_publish(self->rt, env, NULL);
     if (rv == CAIRN_OK) {
         atomic_fetch_add(&self->published, 1);
     }
@@ -350,6 +350,36 @@ host_count_error(cairn_plugin *self)
     atomic_fetch_add(&self->errors, 1);
 }
 
+static void
+host_record_fini(cairn_record *rec)
+{
+    cairni_record_fini(rec);
+}
+
+static cairn_err
+host_kv_get(cairn_txn *txn, const char *key, void **val, size_t *len)
+{
+    return cairni_kv_get(txn, key, val, len);
+}
+
+static cairn_err
+host_kv_put(cairn_txn *txn, const char *key, const void *val, size_t len)
+{
+    return cairni_kv_put(txn, key, val, len);
+}
+
+static cairn_err
+host_kv_del(cairn_txn *txn, const char *key)
+{
+    return cairni_kv_del(txn, key);
+}
+
+static void
+host_free(void *ptr)
+{
+    free(ptr);
+}
+
 const cairn_host cd_host = {
     .abi_version   = CAIRN_ABI_VERSION,
     .size          = sizeof(cairn_host),
@@ -369,4 +399,15 @@ const cairn_host cd_host = {
     .out_append    = host_out_append,
     .reply_fini    = host_reply_fini,
     .count_error   = host_count_error,
+    .outbox_next   = cd_outbox_next,
+    .outbox_ack    = cd_outbox_ack,
+    .outbox_nack   = cd_outbox_nack,
+    .outbox_reset  = cd_outbox_reset,
+    .record_fini   = host_record_fini,
+    .inbox_consume = cd_inbox_consume,
+    .inbox_accept  = cd_inbox_accept,
+    .kv_get        = host_kv_get,
+    .kv_put        = host_kv_put,
+    .kv_del        = host_kv_del,
+    .free          = host_free,
 };

@@ -147,8 +147,9 @@ rt_open_core(cd_runtime *rt, char *err, size_t errlen)
     };
     if ((rv = cairni_bus_open(&rt->bus, &bo)) != CAIRN_OK) {
         snprintf(err, errlen, "bus: %s", cairn_strerror(rv));
+        return rv;
     }
-    return rv;
+    return cd_durable_open(rt, err, errlen);
 }
 
 static void
@@ -301,6 +302,7 @@ rt_plugin_stop(cairn_plugin *p)
     cd_host_wake(p);
     /* No callback may run once stop returns: take them away first. */
     cd_host_release_all(p);
+    cd_inbox_join(p);
     if (p->started) {
         p->so.desc->stop(p->state);
     }
@@ -308,6 +310,7 @@ rt_plugin_stop(cairn_plugin *p)
         pthread_join(p->run_thread, NULL);
         p->has_run_thread = false;
     }
+    cd_durable_stop(p);
     if (p->st != CD_FAILED) {
         rt_set_state(p, CD_STOPPED);
     }
@@ -349,6 +352,9 @@ cd_runtime_close(cd_runtime *rt)
     }
     for (size_t i = rt->nplugins; rt->plugins != NULL && i-- > 0;) {
         rt_plugin_fini(&rt->plugins[i]);
+    }
+    if (rt->store != NULL) {
+        cairni_store_close(rt->store);
     }
     if (rt->bus != NULL) {
         cairni_bus_close(rt->bus);

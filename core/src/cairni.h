@@ -118,7 +118,10 @@ void cairni_metrics_render(cairni_metrics *m, cairni_buf *out);
 /* Escapes a label value for Prometheus text (backslash, quote, newline). */
 void cairni_prom_escape(cairni_buf *out, const char *s, size_t len);
 
-/* ---- bus.c ------------------------------------------------------------- */
+/* ---- bus.c, bus_queue.c, bus_rpc.c ---------------------------------------
+ * Design, invariants, locks and threads: the top of bus.c.  Queue and
+ * service names are 1..256 bytes (CAIRN_EINVAL otherwise).  Do not call
+ * anything on a bus concurrently with cairni_bus_close. */
 
 typedef struct cairni_bus cairni_bus;
 
@@ -157,16 +160,21 @@ cairn_err cairni_bus_publish(cairni_bus *bus, const cairn_envelope *env);
 cairn_err cairni_bus_subscribe(cairni_bus *bus, const char *filter,
                                const char *owner, cairn_msg_fn fn, void *arg,
                                cairn_sub **subp);
-/* Stops delivery and frees the subscription.  Waits for a running
- * callback; must not be called from the subscription's own callback. */
+/* Stops delivery and frees the subscription (or queue consumer).  Waits
+ * for a running callback; must not be called from the subscription's own
+ * callback.  Messages still on their way to it are discarded. */
 void cairni_bus_unsubscribe(cairn_sub *sub);
 void cairni_sub_get_stats(const cairn_sub *sub, cairni_sub_stats *st);
 
 /*
  * Work queues: named point-to-point queues with competing consumers.
- * Each message goes to exactly one consumer.  queue_push waits up to
- * timeout_ms for room (CAIRN_ETIMEDOUT), and fails with CAIRN_ENOENT if
- * no consumer has ever attached within that time.
+ * Each message goes to exactly one consumer.  queue_push returns once a
+ * consumer's pipe has taken the message; it waits up to timeout_ms for
+ * one (0: try once, do not wait) and then fails with CAIRN_ENOENT if no
+ * consumer has ever attached to the queue, CAIRN_ETIMEDOUT otherwise.
+ * env->topic defaults to the queue name.  While consumers run nothing
+ * accepted is lost; a consumer that unsubscribes takes with it the (at
+ * most two) messages NNG had already routed to it (see bus_queue.c).
  */
 cairn_err cairni_bus_queue_push(cairni_bus *bus, const char *queue,
                                 const cairn_envelope *env,
@@ -177,7 +185,8 @@ cairn_err cairni_bus_queue_consume(cairni_bus *bus, const char *queue,
 
 /*
  * Request/reply services by name.  The handler runs on the service's own
- * thread.  CAIRN_EEXIST if the name is taken.
+ * thread, one request at a time; a request whose caller's deadline has
+ * passed is skipped, not run.  CAIRN_EEXIST if the name is taken.
  */
 cairn_err cairni_bus_serve(cairni_bus *bus, const char *service,
                            const char *owner, cairn_serve_fn fn, void *arg,
@@ -186,10 +195,13 @@ void      cairni_bus_unserve(cairn_svc *svc);
 
 /*
  * Calls a service.  timeout_ms must be > 0 (CAIRN_EINVAL otherwise); the
- * call fails with CAIRN_ETIMEDOUT when no reply came by then, and with
- * CAIRN_ENOENT when no such service is registered.  On CAIRN_OK the reply
- * must be released with cairni_reply_fini; reply->status carries the
- * handler's own return value.
+ * call fails with CAIRN_ETIMEDOUT when no reply came by then, with
+ * CAIRN_ENOENT when no such service is registered, and with
+ * CAIRN_ECONNREFUSED when the service was unserved while the call waited.
+ * A request is never sent twice.  env->topic defaults to the service
+ * name.  On CAIRN_OK the reply must be released with cairni_reply_fini;
+ * reply->status carries the handler's own return value.  The reply is
+ * at most CAIRN_ENV_MAX_SIZE bytes (cairni_out_append: CAIRN_ETOOBIG).
  */
 cairn_err cairni_bus_call(cairni_bus *bus, const char *service,
                           const cairn_envelope *req, uint32_t timeout_ms,
@@ -199,11 +211,17 @@ void      cairni_reply_fini(cairn_reply *reply);
 
 /* Appends subscriber, queue and service metrics in Prometheus text:
  * cairn_sub_delivered_total, cairn_sub_dropped_total, cairn_sub_wakeups_total
- * {owner,filter}, cairn_rpc_latency_seconds histogram {service},
- * cairn_rpc_calls_total{service,result}. */
+ * {owner,filter}; cairn_queue_pushed_total, cairn_queue_push_timeouts_total,
+ * cairn_queue_delivered_total {queue}; cairn_consumer_delivered_total,
+ * cairn_consumer_wakeups_total {owner,queue}; cairn_rpc_latency_seconds
+ * histogram {service}; cairn_rpc_calls_total{service,result} with result
+ * ok, timeout or error (a reply whose status is not CAIRN_OK is an error);
+ * cairn_rpc_handled_total, cairn_rpc_expired_total,
+ * cairn_rpc_malformed_total {service}. */
 void cairni_bus_render_metrics(cairni_bus *bus, cairni_buf *out);
 
-/* Appends one line per registered service: "name owner calls\n". */
+/* Appends one line per registered service: "name owner calls\n", where
+ * calls counts the requests its handler ran and owner is "-" if empty. */
 void cairni_bus_list_services(cairni_bus *bus, cairni_buf *out);
 
 /* ---- config.c ---------------------------------------------------------- */
@@ -274,13 +292,36 @@ typedef struct cairni_runtime_cfg {
     int64_t     sub_queue;
 } cairni_runtime_cfg;
 
+/* Limits of one destination; absent keys inherit the store section's. */
+typedef struct cairni_dest_entry {
+    const char *name;
+    uint64_t    max_bytes;
+    int64_t     max_messages;
+    uint64_t    ttl_ms;
+    int         on_full;
+    int64_t     window;
+    int         line;
+} cairni_dest_entry;
+
 typedef struct cairni_store_cfg {
-    int      sync;     /* cairni_sync */
-    uint64_t max_bytes;
-    int64_t  max_messages;
-    uint64_t ttl_ms;   /* 0 = keep until delivered */
-    int      on_full;  /* cairni_full */
+    int            sync;     /* cairni_sync */
+    uint64_t       max_bytes;
+    int64_t        max_messages;
+    uint64_t       ttl_ms;   /* 0 = keep until delivered */
+    int            on_full;  /* cairni_full */
+    int64_t        window;   /* records in flight per destination */
+    uint64_t       inbox_window_ms;
+    cairn_cfg_list destinations; /* of cairni_dest_entry */
 } cairni_store_cfg;
+
+/* A durable route: bus topics matching filter go through the outbox to
+ * destination `to` (a plugin instance). */
+typedef struct cairni_route_cfg {
+    const char *filter;
+    const char *to;
+    int         priority; /* 0 normal, 1 high */
+    int         line;
+} cairni_route_cfg;
 
 typedef struct cairni_retry_cfg {
     uint64_t initial_ms;
@@ -303,6 +344,7 @@ typedef struct cairni_config {
     cairni_store_cfg   store;
     cairni_retry_cfg   retry;
     cairn_cfg_list     plugins; /* of cairni_plugin_cfg */
+    cairn_cfg_list     routes;  /* of cairni_route_cfg */
     cairni_doc        *doc;
     cairni_arena       arena;
 } cairni_config;

@@ -654,6 +654,24 @@ static const cairn_cfg_field cfg_runtime_fields[] = {
     {.type = CAIRN_CFG_END},
 };
 
+static const cairn_cfg_field cfg_dest_fields[] = {
+    CFG_ROW("name", CAIRN_CFG_STRING, cairni_dest_entry, name, NULL,
+            "destination: a plugin instance name", .min = 0),
+    CFG_ROW("max_bytes", CAIRN_CFG_SIZE, cairni_dest_entry, max_bytes, "64MiB",
+            "as store.max_bytes, for this destination",
+            .min = 65536, .max = CFG_NO_MAX_U64),
+    CFG_ROW("max_messages", CAIRN_CFG_INT, cairni_dest_entry, max_messages,
+            "1000000", "as store.max_messages", .min = 1,
+            .max = CFG_NO_MAX_INT),
+    CFG_ROW("ttl", CAIRN_CFG_DURATION, cairni_dest_entry, ttl_ms, "0",
+            "as store.ttl", .min = 0),
+    CFG_ROW("on_full", CAIRN_CFG_ENUM, cairni_dest_entry, on_full, "reject",
+            "as store.on_full", .choices = "reject|drop_oldest"),
+    CFG_ROW("window", CAIRN_CFG_INT, cairni_dest_entry, window, "100",
+            "as store.window", .min = 1, .max = 65535),
+    {.type = CAIRN_CFG_END},
+};
+
 static const cairn_cfg_field cfg_store_fields[] = {
     CFG_ROW("sync", CAIRN_CFG_ENUM, cairni_store_cfg, sync, "full",
             "full: survives power loss; normal: survives a crash of cairnd "
@@ -670,6 +688,26 @@ static const cairn_cfg_field cfg_store_fields[] = {
     CFG_ROW("on_full", CAIRN_CFG_ENUM, cairni_store_cfg, on_full, "reject",
             "when full: refuse the new message, or drop the oldest (counted)",
             .choices = "reject|drop_oldest"),
+    CFG_ROW("window", CAIRN_CFG_INT, cairni_store_cfg, window, "100",
+            "messages a destination may have in flight (sent, not yet "
+            "acknowledged)", .min = 1, .max = 65535),
+    CFG_ROW("inbox_window", CAIRN_CFG_DURATION, cairni_store_cfg,
+            inbox_window_ms, "24h", "how long consumed message ids are kept "
+            "to drop duplicates", .min = 1000, .max = CFG_NO_MAX_U64),
+    CFG_ROW("destinations", CAIRN_CFG_LIST, cairni_store_cfg, destinations,
+            NULL, "per-destination limits; absent keys take the values above",
+            .sub = cfg_dest_fields, .elem_size = sizeof(cairni_dest_entry)),
+    {.type = CAIRN_CFG_END},
+};
+
+static const cairn_cfg_field cfg_route_fields[] = {
+    CFG_ROW("filter", CAIRN_CFG_STRING, cairni_route_cfg, filter, NULL,
+            "bus topic filter (MQTT syntax) of the messages to keep", .min = 0),
+    CFG_ROW("to", CAIRN_CFG_STRING, cairni_route_cfg, to, NULL,
+            "destination: the name of a plugin instance (a bridge or a "
+            "durable consumer)", .min = 0),
+    CFG_ROW("priority", CAIRN_CFG_ENUM, cairni_route_cfg, priority, "normal",
+            "high drains before normal", .choices = "normal|high"),
     {.type = CAIRN_CFG_END},
 };
 
@@ -712,6 +750,10 @@ const cairn_cfg_field cairni_config_fields[] = {
     CFG_ROW("plugins", CAIRN_CFG_LIST, cairni_config, plugins, NULL,
             "plugins to load, started in this order", .sub = cfg_plugin_fields,
             .elem_size = sizeof(cairni_plugin_cfg)),
+    CFG_ROW("routes", CAIRN_CFG_LIST, cairni_config, routes, NULL,
+            "durable routes: matching messages are kept in the outbox until "
+            "their destination has delivered them", .sub = cfg_route_fields,
+            .elem_size = sizeof(cairni_route_cfg)),
     {.type = CAIRN_CFG_END},
 };
 // clang-format on
@@ -773,9 +815,89 @@ cfg_check_plugins(cairni_config *cfg, char *err, size_t errlen)
     return rv;
 }
 
+/* Destinations: absent keys inherit the store section's values; names
+ * unique.  Routes: valid filters, destinations that are plugins. */
+static void
+cfg_dest_inherit(const cairni_store_cfg *st, const cairni_node *n,
+                 cairni_dest_entry *d)
+{
+    if (cairni_node_get(n, "max_bytes") == NULL) {
+        d->max_bytes = st->max_bytes;
+    }
+    if (cairni_node_get(n, "max_messages") == NULL) {
+        d->max_messages = st->max_messages;
+    }
+    if (cairni_node_get(n, "ttl") == NULL) {
+        d->ttl_ms = st->ttl_ms;
+    }
+    if (cairni_node_get(n, "on_full") == NULL) {
+        d->on_full = st->on_full;
+    }
+    if (cairni_node_get(n, "window") == NULL) {
+        d->window = st->window;
+    }
+}
+
+static cairn_err
+cfg_check_dests(cairni_config *cfg, char *err, size_t errlen)
+{
+    const cairni_node *store = cairni_node_get(cfg->doc->root, "store");
+    const cairni_node *seq   = cairni_node_get(store, "destinations");
+    cairni_dest_entry *d     = cfg->store.destinations.items;
+    for (size_t i = 0; i < cfg->store.destinations.count; i++) {
+        d[i].line = seq->items[i]->line;
+        cfg_dest_inherit(&cfg->store, seq->items[i], &d[i]);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(d[i].name, d[j].name) == 0) {
+                cfg_errf(err, errlen, cfg->doc->file, d[i].line,
+                         "duplicate destination '%.64s' (first at line %d)",
+                         d[i].name, d[j].line);
+                return CAIRN_ECONFIG;
+            }
+        }
+    }
+    return CAIRN_OK;
+}
+
+static bool
+cfg_is_plugin(const cairni_config *cfg, const char *name)
+{
+    const cairni_plugin_cfg *pl = cfg->plugins.items;
+    for (size_t i = 0; i < cfg->plugins.count; i++) {
+        if (strcmp(pl[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static cairn_err
+cfg_check_routes(cairni_config *cfg, char *err, size_t errlen)
+{
+    const cairni_node *seq = cairni_node_get(cfg->doc->root, "routes");
+    cairni_route_cfg  *r   = cfg->routes.items;
+    for (size_t i = 0; i < cfg->routes.count; i++) {
+        r[i].line = seq->items[i]->line;
+        if (cairn_filter_valid(r[i].filter) != CAIRN_OK) {
+            cfg_errf(err, errlen, cfg->doc->file, r[i].line,
+                     "'routes[%zu].filter' is not a valid topic filter: "
+                     "'%.64s'", i, r[i].filter);
+            return CAIRN_ECONFIG;
+        }
+        if (!cfg_is_plugin(cfg, r[i].to)) {
+            cfg_errf(err, errlen, cfg->doc->file, r[i].line,
+                     "'routes[%zu].to': no plugin named '%.64s'", i, r[i].to);
+            return CAIRN_ECONFIG;
+        }
+    }
+    return CAIRN_OK;
+}
+
 static const cfg_check_fn cfg_checks[] = {
     cfg_check_retry,
     cfg_check_plugins,
+    cfg_check_dests,
+    cfg_check_routes,
 };
 
 /* Takes doc; on success *cfgp owns it. */

@@ -130,15 +130,16 @@ cairn_err cairni_dlq_purge(cairni_store *s, size_t *n);
 
 /* ---- idempotent inbox and key-value state -------------------------------- */
 
-typedef struct cairni_txn cairni_txn;
+/* The transaction of one inbox handler run (the ABI's cairn_txn). */
+typedef struct cairn_txn cairni_txn;
 
 /*
  * A handler's verdict: CAIRN_OK (done), CAIRN_EAGAIN (not yet: redelivered
  * later with backoff), CAIRN_EPERM (failed permanently: dead letter).
- * Any other error counts as a retryable failure.
+ * Any other error counts as a retryable failure.  Same as the ABI's
+ * cairn_inbox_fn.
  */
-typedef cairn_err (*cairni_inbox_fn)(void *arg, const cairn_envelope *env,
-                                     cairni_txn *txn);
+typedef cairn_inbox_fn cairni_inbox_fn;
 
 /*
  * Runs fn for rec inside one transaction on the drainer's connection: if

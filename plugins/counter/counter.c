@@ -29,6 +29,7 @@ typedef struct countcfg {
     const char *report_topic;
     uint64_t    report_every;
     uint64_t    delay;
+    bool        durable;
 } countcfg;
 
 static const cairn_cfg_field counter_fields[] = {
@@ -47,6 +48,9 @@ static const cairn_cfg_field counter_fields[] = {
     CAIRN_FIELD_DURATION(countcfg, delay, "0", 0, 0,
                          "time spent on each message and each reply "
                          "(simulates a slow consumer)"),
+    CAIRN_FIELD_BOOL(countcfg, durable, "false",
+                     "also count the messages routed to this instance, "
+                     "exactly once, in its key-value state (needs a route)"),
     CAIRN_FIELD_END,
 };
 
@@ -57,6 +61,7 @@ typedef struct counter {
     char              service[256];
     pthread_mutex_t   lock;
     uint64_t          count, queued, seq_sum, bytes;
+    uint64_t          durable_count, durable_seq_sum; /* as last committed */
     char              last_topic[256];
 } counter;
 
@@ -113,17 +118,60 @@ counter_on_job(void *arg, const cairn_envelope *env)
     counter_take(arg, env, true);
 }
 
+static uint64_t
+counter_kv_u64(counter *c, cairn_txn *txn, const char *key)
+{
+    void    *val;
+    size_t   len;
+    uint64_t v = 0;
+    if (c->host->kv_get(txn, key, &val, &len) == CAIRN_OK) {
+        if (len == sizeof(v)) {
+            memcpy(&v, val, sizeof(v));
+        }
+        c->host->free(val);
+    }
+    return v;
+}
+
+/*
+ * The durable tally: read, add, write, all in the message's transaction,
+ * so a redelivered message (same id) never counts twice, and a crash
+ * between two messages loses neither.
+ */
+static cairn_err
+counter_on_durable(void *arg, const cairn_envelope *env, cairn_txn *txn)
+{
+    counter  *c   = arg;
+    uint64_t  n   = counter_kv_u64(c, txn, "count") + 1;
+    uint64_t  sum = counter_kv_u64(c, txn, "seq_sum") + counter_seq(&env->payload);
+    cairn_err rv  = c->host->kv_put(txn, "count", &n, sizeof(n));
+    if (rv == CAIRN_OK) {
+        rv = c->host->kv_put(txn, "seq_sum", &sum, sizeof(sum));
+    }
+    if (rv == CAIRN_OK) {
+        /* Shown before the commit; the commit follows at once. */
+        pthread_mutex_lock(&c->lock);
+        c->durable_count   = n;
+        c->durable_seq_sum = sum;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return rv;
+}
+
 static int
 counter_json(counter *c, char *buf, size_t n)
 {
     pthread_mutex_lock(&c->lock);
     int len = snprintf(buf, n,
                        "{\"count\":%llu,\"queue\":%llu,\"seq_sum\":%llu,"
-                       "\"bytes\":%llu,\"last_topic\":\"%s\"}",
+                       "\"bytes\":%llu,\"durable\":%llu,"
+                       "\"durable_seq_sum\":%llu,\"last_topic\":\"%s\"}",
                        (unsigned long long)c->count,
                        (unsigned long long)c->queued,
                        (unsigned long long)c->seq_sum,
-                       (unsigned long long)c->bytes, c->last_topic);
+                       (unsigned long long)c->bytes,
+                       (unsigned long long)c->durable_count,
+                       (unsigned long long)c->durable_seq_sum, c->last_topic);
     pthread_mutex_unlock(&c->lock);
     return len < (int)n ? len : (int)n - 1;
 }
@@ -178,6 +226,14 @@ counter_start(void *state)
     if (rv == CAIRN_OK && c->cfg.queue[0] != '\0') {
         rv = c->host->queue_consume(c->self, c->cfg.queue, counter_on_job, c,
                                     &sub);
+    }
+    if (rv == CAIRN_OK && c->cfg.durable) {
+        if (!CAIRN_HOST_HAS(c->host, inbox_consume)) {
+            c->host->log(c->self, CAIRN_LOG_ERROR,
+                         "durable: this cairnd has no inbox (ABI < 1.1)");
+            return CAIRN_ENOTSUP;
+        }
+        rv = c->host->inbox_consume(c->self, counter_on_durable, c);
     }
     if (rv == CAIRN_OK) {
         rv = c->host->serve(c->self, c->service, counter_serve, c, NULL);

@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1
-#define CAIRN_ABI_MINOR 0
+#define CAIRN_ABI_MINOR 1
 #define CAIRN_ABI_VERSION ((uint32_t)((CAIRN_ABI_MAJOR << 16) | CAIRN_ABI_MINOR))
 #define CAIRN_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define CAIRN_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -127,6 +127,7 @@ typedef struct cairn_plugin cairn_plugin; /* the host's handle for one instance 
 typedef struct cairn_sub    cairn_sub;    /* a subscription or queue consumer */
 typedef struct cairn_svc    cairn_svc;    /* a registered service */
 typedef struct cairn_out    cairn_out;    /* a reply being built */
+typedef struct cairn_txn    cairn_txn;    /* an inbox transaction */
 
 typedef enum cairn_log_level {
     CAIRN_LOG_ERROR = 0,
@@ -165,6 +166,17 @@ typedef struct cairn_record {
     uint8_t       *data;    /* the encoded envelope */
     size_t         len;
 } cairn_record;
+
+/*
+ * An idempotent consumer's handler (host->inbox_consume).  It runs inside
+ * a transaction: its kv_put/kv_del changes commit together with the
+ * message's id, so a message delivered twice has one effect.  Returns
+ * CAIRN_OK (done), CAIRN_EAGAIN (not yet: the message comes back later,
+ * with backoff) or CAIRN_EPERM (failed for good: to the dead letters).
+ * On anything but CAIRN_OK none of its changes are kept.
+ */
+typedef cairn_err (*cairn_inbox_fn)(void *arg, const cairn_envelope *env,
+                                    cairn_txn *txn);
 
 /* Options of one publish; NULL means all defaults. */
 typedef struct cairn_pub_opts {
@@ -217,6 +229,48 @@ typedef struct cairn_host {
 
     /* Counts an error against the plugin (shows in metrics). */
     void (*count_error)(cairn_plugin *self);
+
+    /* ---- ABI 1.1: durable messaging ----------------------------------- */
+
+    /*
+     * The outbox of the destination named like this plugin instance (the
+     * config's `routes` send messages there).  outbox_next hands out up to
+     * max records that are due, in order per key, at most store.window in
+     * flight, waiting up to wait_ms; *n may be 0.  Each record is
+     * released with record_fini once it was acked or nacked.  outbox_ack:
+     * the far side has it (it is deleted).  outbox_nack: failed; retried
+     * with backoff, or (permanent, or out of attempts) a dead letter with
+     * error.  outbox_reset: the link dropped; everything in flight is
+     * handed out again, in order.
+     */
+    cairn_err (*outbox_next)(cairn_plugin *self, cairn_record *recs,
+                             size_t max, uint32_t wait_ms, size_t *n);
+    cairn_err (*outbox_ack)(cairn_plugin *self, uint64_t seq);
+    cairn_err (*outbox_nack)(cairn_plugin *self, uint64_t seq,
+                             bool permanent, const char *error);
+    void (*outbox_reset)(cairn_plugin *self);
+    void (*record_fini)(cairn_record *rec);
+
+    /*
+     * Idempotent consumer: the messages routed to this plugin instance
+     * are handed to fn, one at a time on a thread of their own, each in a
+     * transaction with the plugin's key-value state.
+     */
+    cairn_err (*inbox_consume)(cairn_plugin *self, cairn_inbox_fn fn,
+                               void *arg);
+    /* Records a message id as seen by this plugin; CAIRN_EEXIST if it
+     * was already (a redelivery to drop).  For a bridge's downlink. */
+    cairn_err (*inbox_accept)(cairn_plugin *self,
+                              const uint8_t id[CAIRN_ID_LEN]);
+    /* Key-value state of the plugin, inside an inbox transaction.
+     * kv_get: *val is allocated, freed with host->free; CAIRN_ENOENT if
+     * the key is absent. */
+    cairn_err (*kv_get)(cairn_txn *txn, const char *key, void **val,
+                        size_t *len);
+    cairn_err (*kv_put)(cairn_txn *txn, const char *key, const void *val,
+                        size_t len);
+    cairn_err (*kv_del)(cairn_txn *txn, const char *key);
+    void (*free)(void *ptr);
 } cairn_host;
 
 /* True when the host table provides member m (added in a later minor). */
