@@ -21,10 +21,12 @@
  * the subscription's and the topic's dropped counters: a publish never
  * waits for a subscriber.
  *
- * Batching, receiver side.  The delivery thread blocks in nng_recvmsg,
+ * Batching, receiver side.  The delivery thread blocks in a receive,
  * delivers every record of the batch in order, then keeps receiving
- * without blocking until nothing is left, and only then blocks again.
- * "wakeups" counts the blocking receives that returned a batch.
+ * without blocking (polls) until nothing is left, and only then blocks
+ * again.  "wakeups" counts the blocking receives that returned a batch.
+ * Queue consumers (bus_queue.c) run the same thread; their messages are
+ * batches of one record.
  *
  * Invariants.
  *   - sub->pending != NULL implies sub->inflight; so a message finds
@@ -51,7 +53,9 @@
  * callback), stops the receive aio and joins the delivery thread (after
  * the callback it may be running), and only then closes both sockets
  * and frees.  Batches still inside NNG's pipes at that moment are
- * discarded with the subscription.
+ * discarded with the subscription (NNG 1.5.2 now and then leaks, rather
+ * than frees, a message caught in transit between two inproc sockets
+ * when one of them closes; nothing above NNG can reach it).
  *
  * Ownership.  The bus owns every subscription, consumer, service and
  * queue until they are removed or the bus is closed.  Envelopes handed to
@@ -99,8 +103,7 @@ bus_get32(const uint8_t *p)
 }
 
 void
-cairni_bus_url(cairni_bus *bus, const char *kind,
-               char url[CAIRNI_BUS_URL_MAX])
+cairni_bus_url(cairni_bus *bus, const char *kind, char url[CAIRNI_BUS_URL_MAX])
 {
     unsigned long long n = atomic_fetch_add(&bus->next_id, 1) + 1;
     snprintf(url, CAIRNI_BUS_URL_MAX, "%s/%s/%llu", bus->prefix, kind, n);
@@ -131,8 +134,7 @@ cairni_bus_thread_start(pthread_t *thr, void *(*fn)(void *), void *arg)
 
 void
 cairni_bus_prom(cairni_buf *out, const char *metric, const char *k1,
-                const char *v1, const char *k2, const char *v2,
-                uint64_t value)
+                const char *v1, const char *k2, const char *v2, uint64_t value)
 {
     cairni_buf_printf(out, "%s{%s=\"", metric, k1);
     cairni_prom_escape(out, v1, strlen(v1));
@@ -159,8 +161,8 @@ static const cairn_envelope *
 bus_env_fill(const cairn_envelope *env, const char *default_topic,
              cairn_envelope *copy)
 {
-    bool need_id    = bus_id_is_zero(env->id);
-    bool need_ts    = env->ts == 0;
+    bool need_id = bus_id_is_zero(env->id);
+    bool need_ts = env->ts == 0;
     bool need_topic = default_topic != NULL && env->topic.len == 0;
 
     if (!need_id && !need_ts && !need_topic) {
@@ -186,9 +188,9 @@ bus_encode(const cairn_envelope *env, uint8_t *stack, size_t cap,
            uint8_t **bufp, size_t *lenp)
 {
     cairn_envelope        copy;
-    const cairn_envelope *e    = bus_env_fill(env, NULL, &copy);
+    const cairn_envelope *e = bus_env_fill(env, NULL, &copy);
     size_t                need = cairn_envelope_encoded_size(e);
-    uint8_t              *buf  = stack;
+    uint8_t              *buf = stack;
     cairn_err             rv;
 
     if (need > CAIRN_ENV_MAX_SIZE) {
@@ -211,14 +213,13 @@ fail:
 
 cairn_err
 cairni_bus_env_msg(const cairn_envelope *env, const char *default_topic,
-                   const void *hdr, size_t hlen, bool record,
-                   nng_msg **msgp)
+                   const void *hdr, size_t hlen, bool record, nng_msg **msgp)
 {
     cairn_envelope        copy;
-    const cairn_envelope *e    = bus_env_fill(env, default_topic, &copy);
+    const cairn_envelope *e = bus_env_fill(env, default_topic, &copy);
     size_t                need = cairn_envelope_encoded_size(e);
-    size_t                pre  = hlen + (record ? 4 : 0);
-    nng_msg              *msg  = NULL;
+    size_t                pre = hlen + (record ? 4 : 0);
+    nng_msg              *msg = NULL;
     uint8_t              *body;
     size_t                len;
     cairn_err             rv;
@@ -252,9 +253,9 @@ fail:
 cairn_err
 cairni_bus_open(cairni_bus **busp, const cairni_bus_opts *opts)
 {
-    static _Atomic unsigned    counter;
-    pthread_rwlockattr_t       attr;
-    cairni_bus                *bus;
+    static _Atomic unsigned counter;
+    pthread_rwlockattr_t    attr;
+    cairni_bus             *bus;
 
     if (busp == NULL) {
         return CAIRN_EINVAL;
@@ -265,7 +266,7 @@ cairni_bus_open(cairni_bus **busp, const cairni_bus_opts *opts)
     bus->sub_queue = CAIRNI_BUS_SUB_QUEUE;
     if (opts != NULL) {
         bus->sub_queue = opts->sub_queue ? opts->sub_queue : bus->sub_queue;
-        bus->metrics   = opts->metrics;
+        bus->metrics = opts->metrics;
     }
     snprintf(bus->prefix, sizeof(bus->prefix), "inproc://cairn-%p-%u",
              (void *)bus, atomic_fetch_add(&counter, 1));
@@ -289,9 +290,9 @@ cairni_bus_close(cairni_bus *bus)
         return;
     }
     pthread_rwlock_wrlock(&bus->subs_lock);
-    subs       = bus->subs;
-    n          = bus->nsubs;
-    bus->subs  = NULL;
+    subs = bus->subs;
+    n = bus->nsubs;
+    bus->subs = NULL;
     bus->nsubs = bus->capsubs = 0;
     pthread_rwlock_unlock(&bus->subs_lock);
     for (size_t i = 0; i < n; i++) {
@@ -308,30 +309,30 @@ cairni_bus_close(cairni_bus *bus)
 /* ---- subscriptions and consumers: life cycle --------------------------- */
 
 cairn_err
-cairni_bus_sub_alloc(cairni_bus *bus, cairni_bus_kind kind,
-                     const char *filter, const char *owner, cairn_msg_fn fn,
-                     void *arg, cairn_sub **subp)
+cairni_bus_sub_alloc(cairni_bus *bus, cairni_bus_kind kind, const char *filter,
+                     const char *owner, cairn_msg_fn fn, void *arg,
+                     cairn_sub **subp)
 {
     cairn_sub *sub = calloc(1, sizeof(*sub));
 
     if (sub == NULL) {
         return CAIRN_ENOMEM;
     }
-    sub->bus    = bus;
-    sub->kind   = kind;
-    sub->fn     = fn;
-    sub->arg    = arg;
-    sub->rx     = bus_nosock;
-    sub->tx     = bus_nosock;
+    sub->bus = bus;
+    sub->kind = kind;
+    sub->fn = fn;
+    sub->arg = arg;
+    sub->rx = bus_nosock;
+    sub->tx = bus_nosock;
     sub->filter = strdup(filter);
-    sub->owner  = strdup(owner != NULL ? owner : "");
+    sub->owner = strdup(owner != NULL ? owner : "");
     if (sub->filter == NULL || sub->owner == NULL ||
         nng_aio_alloc(&sub->raio, NULL, NULL) != 0 ||
         pthread_mutex_init(&sub->mtx, NULL) != 0) {
         goto fail;
     }
     sub->mtx_init = true;
-    *subp         = sub;
+    *subp = sub;
     return CAIRN_OK;
 fail:
     cairni_bus_sub_teardown(sub);
@@ -426,8 +427,7 @@ bus_count_delivered(cairn_sub *sub, const cairn_envelope *env,
     if (env->topic.len > sizeof(tc->name)) {
         /* Too long to cache (the decoder does not let this happen). */
         atomic_fetch_add(
-            &cairni_metrics_topic(m, env->topic.ptr, env->topic.len)
-                 ->delivered,
+            &cairni_metrics_topic(m, env->topic.ptr, env->topic.len)->delivered,
             1);
         return;
     }
@@ -449,7 +449,7 @@ bus_count_delivered(cairn_sub *sub, const cairn_envelope *env,
 static void
 bus_deliver_batch(cairn_sub *sub, nng_msg *msg, bus_topic_cache *tc)
 {
-    const uint8_t *p    = nng_msg_body(msg);
+    const uint8_t *p = nng_msg_body(msg);
     size_t         left = nng_msg_len(msg);
     cairn_envelope env;
     uint32_t       n;
@@ -528,8 +528,8 @@ void
 cairni_sub_get_stats(const cairn_sub *sub, cairni_sub_stats *st)
 {
     st->delivered = atomic_load(&sub->delivered);
-    st->dropped   = atomic_load(&sub->dropped);
-    st->wakeups   = atomic_load(&sub->wakeups);
+    st->dropped = atomic_load(&sub->dropped);
+    st->wakeups = atomic_load(&sub->wakeups);
 }
 
 /* ---- publish/subscribe: the sender side --------------------------------- */
@@ -540,10 +540,10 @@ cairni_sub_get_stats(const cairn_sub *sub, cairni_sub_stats *st)
 static void
 bus_sub_kick(cairn_sub *sub)
 {
-    sub->inflight  = true;
+    sub->inflight = true;
     sub->ninflight = sub->npending;
     nng_aio_set_msg(sub->aio, sub->pending);
-    sub->pending  = NULL;
+    sub->pending = NULL;
     sub->npending = 0;
     nng_send_aio(sub->tx, sub->aio);
 }
@@ -553,7 +553,7 @@ bus_sub_kick(cairn_sub *sub)
 static void
 bus_sub_sent(void *arg)
 {
-    cairn_sub *sub  = arg;
+    cairn_sub *sub = arg;
     uint64_t   lost = 0;
     nng_msg   *msg;
 
@@ -564,14 +564,14 @@ bus_sub_sent(void *arg)
         nng_msg_free(msg);
         lost += sub->ninflight;
     }
-    sub->inflight  = false;
+    sub->inflight = false;
     sub->ninflight = 0;
     if (sub->closing) {
         lost += sub->npending;
         if (sub->pending != NULL) {
             nng_msg_free(sub->pending);
         }
-        sub->pending  = NULL;
+        sub->pending = NULL;
         sub->npending = 0;
     } else if (sub->pending != NULL) {
         bus_sub_kick(sub);
@@ -644,20 +644,18 @@ cairni_bus_publish(cairni_bus *bus, const cairn_envelope *env)
     uint8_t             stack[BUS_STACK_ENCODE];
     uint8_t            *buf = NULL;
     size_t              len = 0;
-    cairni_topic_stats *st  = NULL;
+    cairni_topic_stats *st = NULL;
     cairn_err           rv;
 
     if (bus == NULL || env == NULL ||
         cairn_topic_valid(env->topic.ptr, env->topic.len) != CAIRN_OK) {
         return CAIRN_EINVAL;
     }
-    if ((rv = bus_encode(env, stack, sizeof(stack), &buf, &len)) !=
-        CAIRN_OK) {
+    if ((rv = bus_encode(env, stack, sizeof(stack), &buf, &len)) != CAIRN_OK) {
         return rv;
     }
     if (bus->metrics != NULL) {
-        st = cairni_metrics_topic(bus->metrics, env->topic.ptr,
-                                  env->topic.len);
+        st = cairni_metrics_topic(bus->metrics, env->topic.ptr, env->topic.len);
         atomic_fetch_add(&st->published, 1);
     }
     pthread_rwlock_rdlock(&bus->subs_lock);
@@ -711,13 +709,13 @@ bus_subs_add(cairni_bus *bus, cairn_sub *sub)
 
     pthread_rwlock_wrlock(&bus->subs_lock);
     if (bus->nsubs == bus->capsubs) {
-        size_t      cap  = bus->capsubs ? 2 * bus->capsubs : 8;
+        size_t      cap = bus->capsubs ? 2 * bus->capsubs : 8;
         cairn_sub **subs = realloc(bus->subs, cap * sizeof(*subs));
         if (subs == NULL) {
             rv = CAIRN_ENOMEM;
             goto done;
         }
-        bus->subs    = subs;
+        bus->subs = subs;
         bus->capsubs = cap;
     }
     bus->subs[bus->nsubs++] = sub;
@@ -752,8 +750,8 @@ cairni_bus_subscribe(cairni_bus *bus, const char *filter, const char *owner,
         cairn_filter_valid(filter) != CAIRN_OK) {
         return CAIRN_EINVAL;
     }
-    rv = cairni_bus_sub_alloc(bus, CAIRNI_BUS_SUB, filter, owner, fn, arg,
-                              &sub);
+    rv =
+        cairni_bus_sub_alloc(bus, CAIRNI_BUS_SUB, filter, owner, fn, arg, &sub);
     if (rv != CAIRN_OK) {
         return rv;
     }
@@ -793,7 +791,7 @@ bus_render_subs(cairni_bus *bus, cairni_buf *out, const char *metric,
 {
     cairni_buf_printf(out, "# TYPE %s counter\n", metric);
     for (size_t i = 0; i < bus->nsubs; i++) {
-        const cairn_sub *s = bus->subs[i];
+        const cairn_sub        *s = bus->subs[i];
         const _Atomic uint64_t *v =
             (const _Atomic uint64_t *)((const char *)s + field);
         cairni_bus_prom(out, metric, "owner", s->owner, "filter", s->filter,

@@ -17,17 +17,17 @@
 
 #include "cairni.h"
 
-#define CAIRNI_BUS_URL_MAX 96        /* fits NNG_MAXADDRLEN (128) */
-#define CAIRNI_BUS_NAME_MAX 256      /* queue and service names, bytes */
-#define CAIRNI_BUS_SUB_QUEUE 4096    /* default opts->sub_queue */
+#define CAIRNI_BUS_URL_MAX 96            /* fits NNG_MAXADDRLEN (128) */
+#define CAIRNI_BUS_NAME_MAX 256          /* queue and service names, bytes */
+#define CAIRNI_BUS_SUB_QUEUE 4096        /* default opts->sub_queue */
 #define CAIRNI_BUS_BATCH_MAX (16u << 20) /* bytes pending per subscriber */
 
 typedef struct cairni_bus_queue cairni_bus_queue;
 typedef struct cairni_bus_rpc   cairni_bus_rpc;
 
 typedef enum cairni_bus_kind {
-    CAIRNI_BUS_SUB = 1,   /* pub/sub subscription */
-    CAIRNI_BUS_CONSUMER,  /* work queue consumer */
+    CAIRNI_BUS_SUB = 1,  /* pub/sub subscription */
+    CAIRNI_BUS_CONSUMER, /* work queue consumer */
 } cairni_bus_kind;
 
 struct cairni_bus {
@@ -56,15 +56,15 @@ struct cairni_bus {
 /* A subscription or a queue consumer: a pull0 socket and the delivery
  * thread that drains it.  Subscriptions also own the push0 side. */
 struct cairn_sub {
-    cairni_bus     *bus;  /* borrowed */
+    cairni_bus     *bus; /* borrowed */
     cairni_bus_kind kind;
     char           *filter; /* owned: the filter, or the queue name */
     char           *owner;  /* owned, never NULL */
     cairn_msg_fn    fn;
     void           *arg;
 
-    nng_socket rx;      /* pull0; read only by the delivery thread */
-    nng_aio   *raio;    /* the delivery thread's receives */
+    nng_socket rx;   /* pull0; read only by the delivery thread */
+    nng_aio   *raio; /* the delivery thread's receives */
     pthread_t  thread;
     bool       started; /* thread was created and must be joined */
 
@@ -104,7 +104,7 @@ cairn_err cairni_bus_name_valid(const char *name);
 /* Starts a bus thread with every signal blocked: signals stay with the
  * threads of the program that embeds the bus. */
 cairn_err cairni_bus_thread_start(pthread_t *thr, void *(*fn)(void *),
-                                  void *arg);
+                                  void      *arg);
 
 /* Appends one Prometheus sample: metric{k1="v1"[,k2="v2"]} value.
  * Label values are escaped; k2 may be NULL. */

@@ -19,9 +19,11 @@
  * consumers run, nothing accepted is lost: each of those is delivered
  * when that consumer next receives.  When a consumer unsubscribes (or
  * the bus closes), NNG frees those (at most two per consumer) with the
- * pipe; nothing tells the bus which they were.  The loss shows in the
- * metrics as cairn_queue_pushed_total minus cairn_queue_delivered_total
- * once the queue is idle.  Work that must survive a consumer going away
+ * pipe; nothing tells the bus which they were (and NNG 1.5.2 now and
+ * then leaks, rather than frees, one caught in transit between the
+ * sockets at that moment, under pushes that race the close).  The loss
+ * shows in the metrics as cairn_queue_pushed_total minus
+ * cairn_queue_delivered_total once the queue is idle.  Work that must survive a consumer going away
  * goes through the store, not through a bus queue alone.
  *
  * Errors of push: CAIRN_ENOENT when no consumer has ever attached to the
@@ -108,7 +110,7 @@ bus_queue_get(cairni_bus *bus, const char *name, cairni_bus_queue **qp)
         }
     }
     if (q == NULL && (rv = bus_queue_open(bus, name, &q)) == CAIRN_OK) {
-        q->next     = bus->queues;
+        q->next = bus->queues;
         bus->queues = q;
     }
     pthread_mutex_unlock(&bus->lock);
@@ -135,7 +137,8 @@ cairni_bus_queue_push(cairni_bus *bus, const char *queue,
     cairn_err         rv;
     int               nrv;
 
-    if (bus == NULL || env == NULL || cairni_bus_name_valid(queue)) {
+    if (bus == NULL || env == NULL ||
+        cairni_bus_name_valid(queue) != CAIRN_OK) {
         return CAIRN_EINVAL;
     }
     if ((rv = bus_queue_get(bus, queue, &q)) != CAIRN_OK ||
@@ -194,21 +197,20 @@ bus_consumer_open(cairn_sub *sub)
 }
 
 cairn_err
-cairni_bus_queue_consume(cairni_bus *bus, const char *queue,
-                         const char *owner, cairn_msg_fn fn, void *arg,
-                         cairn_sub **subp)
+cairni_bus_queue_consume(cairni_bus *bus, const char *queue, const char *owner,
+                         cairn_msg_fn fn, void *arg, cairn_sub **subp)
 {
     cairni_bus_queue *q;
     cairn_sub        *sub = NULL;
     cairn_err         rv;
 
     if (bus == NULL || fn == NULL || subp == NULL ||
-        cairni_bus_name_valid(queue)) {
+        cairni_bus_name_valid(queue) != CAIRN_OK) {
         return CAIRN_EINVAL;
     }
     if ((rv = bus_queue_get(bus, queue, &q)) != CAIRN_OK ||
-        (rv = cairni_bus_sub_alloc(bus, CAIRNI_BUS_CONSUMER, queue, owner,
-                                   fn, arg, &sub)) != CAIRN_OK) {
+        (rv = cairni_bus_sub_alloc(bus, CAIRNI_BUS_CONSUMER, queue, owner, fn,
+                                   arg, &sub)) != CAIRN_OK) {
         return rv;
     }
     sub->queue = q;
@@ -217,7 +219,7 @@ cairni_bus_queue_consume(cairni_bus *bus, const char *queue,
         goto fail;
     }
     pthread_mutex_lock(&bus->lock);
-    sub->next      = bus->consumers;
+    sub->next = bus->consumers;
     bus->consumers = sub;
     pthread_mutex_unlock(&bus->lock);
     *subp = sub;
@@ -234,8 +236,7 @@ static void
 bus_consumer_stop(cairn_sub *sub)
 {
     cairni_bus_sub_stop(sub);
-    atomic_fetch_add(&sub->queue->delivered_gone,
-                     atomic_load(&sub->delivered));
+    atomic_fetch_add(&sub->queue->delivered_gone, atomic_load(&sub->delivered));
     cairni_bus_sub_teardown(sub);
 }
 
@@ -262,10 +263,10 @@ cairni_bus_queues_close(cairni_bus *bus)
     cairni_bus_queue *queues;
 
     pthread_mutex_lock(&bus->lock);
-    subs           = bus->consumers;
-    queues         = bus->queues;
+    subs = bus->consumers;
+    queues = bus->queues;
     bus->consumers = NULL;
-    bus->queues    = NULL;
+    bus->queues = NULL;
     pthread_mutex_unlock(&bus->lock);
     while (subs != NULL) {
         cairn_sub *next = subs->next;
@@ -324,9 +325,8 @@ cairni_bus_queues_render(cairni_bus *bus, cairni_buf *out)
     }
     cairni_buf_printf(out, "# TYPE cairn_consumer_wakeups_total counter\n");
     for (const cairn_sub *s = bus->consumers; s != NULL; s = s->next) {
-        cairni_bus_prom(out, "cairn_consumer_wakeups_total", "owner",
-                        s->owner, "queue", s->filter,
-                        atomic_load(&s->wakeups));
+        cairni_bus_prom(out, "cairn_consumer_wakeups_total", "owner", s->owner,
+                        "queue", s->filter, atomic_load(&s->wakeups));
     }
     pthread_mutex_unlock(&bus->lock);
 }

@@ -53,10 +53,10 @@
 
 #include "bus_impl.h"
 
-#define BUS_SLOTS_MAX 16          /* idle request contexts kept per name */
-#define BUS_REPLY_SEND_MS 1000    /* a reply never blocks a service longer */
-#define BUS_REQ_HDR 8             /* deadline header of a request */
-#define BUS_REP_HDR 4             /* status header of a reply */
+#define BUS_SLOTS_MAX 16       /* idle request contexts kept per name */
+#define BUS_REPLY_SEND_MS 1000 /* a reply never blocks a service longer */
+#define BUS_REQ_HDR 8          /* deadline header of a request */
+#define BUS_REP_HDR 4          /* status header of a reply */
 
 typedef struct bus_slot {
     struct bus_slot *next;
@@ -148,8 +148,7 @@ cairni_out_append(cairn_out *out, const void *data, size_t len)
             return CAIRN_ENOMEM;
         }
     }
-    return nng_msg_append(out->msg, data, len) == 0 ? CAIRN_OK
-                                                    : CAIRN_ENOMEM;
+    return nng_msg_append(out->msg, data, len) == 0 ? CAIRN_OK : CAIRN_ENOMEM;
 }
 
 /* Runs one request.  req is freed here; the handler's envelope points
@@ -157,10 +156,10 @@ cairni_out_append(cairn_out *out, const void *data, size_t len)
 static void
 bus_svc_handle(cairn_svc *svc, nng_msg *req)
 {
-    cairni_bus_rpc *rpc  = svc->rpc;
+    cairni_bus_rpc *rpc = svc->rpc;
     const uint8_t  *body = nng_msg_body(req);
-    size_t          len  = nng_msg_len(req);
-    cairn_out       out  = {NULL};
+    size_t          len = nng_msg_len(req);
+    cairn_out       out = {NULL};
     cairn_envelope  env;
     cairn_err       st;
 
@@ -318,7 +317,7 @@ bus_rpc_find(cairni_bus *bus, const char *name, bool create,
     cairni_bus_url(bus, "svc", rpc->url);
     rpc->next = bus->rpcs;
     bus->rpcs = rpc;
-    *rpcp     = rpc;
+    *rpcp = rpc;
     return CAIRN_OK;
 }
 
@@ -338,7 +337,7 @@ cairni_bus_serve(cairni_bus *bus, const char *service, const char *owner,
         return CAIRN_ENOMEM;
     }
     svc->bus = bus;
-    svc->fn  = fn;
+    svc->fn = fn;
     svc->arg = arg;
     svc->rep = bus_nosock;
     if ((svc->owner = strdup(owner != NULL ? owner : "")) == NULL ||
@@ -400,7 +399,7 @@ bus_rpc_dial(cairni_bus_rpc *rpc)
         nng_close(s);
         return cairni_nng_err(rv);
     }
-    rpc->req     = s;
+    rpc->req = s;
     rpc->has_req = true;
     return CAIRN_OK;
 }
@@ -461,7 +460,7 @@ bus_slot_put(cairni_bus_rpc *rpc, bus_slot *s)
 {
     pthread_mutex_lock(&rpc->slot_lock);
     if (rpc->nslots < BUS_SLOTS_MAX) {
-        s->next    = rpc->slots;
+        s->next = rpc->slots;
         rpc->slots = s;
         rpc->nslots++;
         s = NULL;
@@ -495,8 +494,7 @@ bus_call_err(int rv)
 /* Waits for one operation on the slot's context with what is left of
  * the deadline. */
 static int
-bus_slot_run(bus_slot *s, uint64_t deadline,
-             void (*op)(nng_ctx, nng_aio *))
+bus_slot_run(bus_slot *s, uint64_t deadline, void (*op)(nng_ctx, nng_aio *))
 {
     nng_duration left = bus_left_ms(deadline);
 
@@ -538,8 +536,7 @@ bus_rpc_account(cairni_bus_rpc *rpc, cairn_err rv, const cairn_reply *reply,
 {
     if (rv == CAIRN_OK) {
         cairni_hist_observe(&rpc->latency, cairni_mono_us() - t0);
-        atomic_fetch_add(reply->status == CAIRN_OK ? &rpc->ok : &rpc->error,
-                         1);
+        atomic_fetch_add(reply->status == CAIRN_OK ? &rpc->ok : &rpc->error, 1);
     } else {
         atomic_fetch_add(rv == CAIRN_ETIMEDOUT ? &rpc->timeout : &rpc->error,
                          1);
@@ -547,15 +544,14 @@ bus_rpc_account(cairni_bus_rpc *rpc, cairn_err rv, const cairn_reply *reply,
 }
 
 cairn_err
-cairni_bus_call(cairni_bus *bus, const char *service,
-                const cairn_envelope *req, uint32_t timeout_ms,
-                cairn_reply *reply)
+cairni_bus_call(cairni_bus *bus, const char *service, const cairn_envelope *req,
+                uint32_t timeout_ms, cairn_reply *reply)
 {
     uint64_t        t0 = cairni_mono_us();
     uint8_t         hdr[BUS_REQ_HDR];
     cairni_bus_rpc *rpc;
     bus_slot       *slot = NULL;
-    nng_msg        *msg  = NULL;
+    nng_msg        *msg = NULL;
     cairn_err       rv;
 
     if (reply == NULL) {
@@ -582,10 +578,10 @@ cairni_bus_call(cairni_bus *bus, const char *service,
         goto done;
     }
     reply->status = (cairn_err)bus_get_be(nng_msg_body(msg), BUS_REP_HDR);
-    reply->data   = (const uint8_t *)nng_msg_body(msg) + BUS_REP_HDR;
-    reply->len    = nng_msg_len(msg) - BUS_REP_HDR;
-    reply->impl_  = msg; /* released by cairni_reply_fini */
-    msg           = NULL;
+    reply->data = (const uint8_t *)nng_msg_body(msg) + BUS_REP_HDR;
+    reply->len = nng_msg_len(msg) - BUS_REP_HDR;
+    reply->impl_ = msg; /* released by cairni_reply_fini */
+    msg = NULL;
 done:
     if (slot != NULL) {
         bus_slot_put(rpc, slot);
@@ -617,7 +613,7 @@ cairni_bus_rpcs_close(cairni_bus *bus)
     cairni_bus_rpc *rpcs;
 
     pthread_mutex_lock(&bus->lock);
-    rpcs      = bus->rpcs;
+    rpcs = bus->rpcs;
     bus->rpcs = NULL;
     pthread_mutex_unlock(&bus->lock);
     while (rpcs != NULL) {

@@ -24,23 +24,26 @@
 
 #include "cairni.h"
 
-#define WAIT_MS 20000         /* bound on any wait for an event */
-#define END UINT64_MAX        /* payload of a sentinel message */
+#define WAIT_MS 20000  /* bound on any wait for an event */
+#define END UINT64_MAX /* payload of a sentinel message */
 
 #if defined(__SANITIZE_ADDRESS__)
 /*
- * NNG 1.5.2 itself can leak a message that push0 is handing to a pull0
- * pipe at the moment the pull0 socket closes (reproduced with NNG alone:
- * pushers with a zero timeout while consumers come and go).  test_churn
- * does exactly that with work queues, so leaks allocated under its
- * pushing thread are not reported; every other test runs with leak
- * checking, bus queue pushes included.
+ * NNG 1.5.2 itself now and then leaks a message that is in flight
+ * between two inproc sockets when one of them closes: a push0 message
+ * on its way to a pull0 socket being closed, a req0 request on its way
+ * to a rep0 socket being closed.  Both reproduce with NNG alone (pushers
+ * with a zero timeout while pull sockets come and go; a req0 context
+ * calling while rep0 sockets come and go).  test_churn does exactly that
+ * through the bus, so leaks allocated under its pushing and calling
+ * threads are not reported; every other test runs with leak checking,
+ * queue pushes and calls included.
  */
 const char *__lsan_default_suppressions(void);
 const char *
 __lsan_default_suppressions(void)
 {
-    return "leak:churn_pub_main\n";
+    return "leak:churn_pub_main\nleak:churn_call_main\n";
 }
 #endif
 
@@ -49,16 +52,16 @@ __lsan_default_suppressions(void)
 typedef struct col {
     pthread_mutex_t mu;
     pthread_cond_t  cv;
-    size_t          n;     /* callbacks, sentinels included */
-    size_t          ends;  /* sentinels seen */
-    uint64_t       *seq;   /* payloads other than sentinels, in order */
-    char          (*topic)[32];
-    size_t          nseq;
-    size_t          cap;
-    bool            gate;   /* callbacks wait while set */
-    bool            inside; /* a callback waits at the gate */
-    uint8_t         last_id[CAIRN_ID_LEN];
-    uint64_t        last_ts;
+    size_t          n;    /* callbacks, sentinels included */
+    size_t          ends; /* sentinels seen */
+    uint64_t       *seq;  /* payloads other than sentinels, in order */
+    char (*topic)[32];
+    size_t   nseq;
+    size_t   cap;
+    bool     gate;   /* callbacks wait while set */
+    bool     inside; /* a callback waits at the gate */
+    uint8_t  last_id[CAIRN_ID_LEN];
+    uint64_t last_ts;
 } col;
 
 /* Condition variables time their waits on the monotonic clock, as
@@ -80,8 +83,8 @@ col_init(col *c, size_t cap)
     memset(c, 0, sizeof(*c));
     pthread_mutex_init(&c->mu, NULL);
     cv_init(&c->cv);
-    c->cap   = cap;
-    c->seq   = calloc(cap, sizeof(*c->seq));
+    c->cap = cap;
+    c->seq = calloc(cap, sizeof(*c->seq));
     c->topic = calloc(cap, sizeof(*c->topic));
     assert_non_null(c->seq);
     assert_non_null(c->topic);
@@ -134,7 +137,7 @@ col_fn(void *arg, const cairn_envelope *env)
         size_t n = env->topic.len < 31 ? env->topic.len : 31;
         memcpy(c->topic[c->nseq], env->topic.ptr, n);
         c->topic[c->nseq][n] = '\0';
-        c->seq[c->nseq++]    = v;
+        c->seq[c->nseq++] = v;
     }
     memcpy(c->last_id, env->id, CAIRN_ID_LEN);
     c->last_ts = env->ts;
@@ -198,7 +201,7 @@ pub(cairni_bus *bus, const char *topic, uint64_t v)
 
     put64(p, v);
     cairn_envelope_init(&env);
-    env.topic       = cairn_str_c(topic);
+    env.topic = cairn_str_c(topic);
     env.payload.ptr = p;
     env.payload.len = sizeof(p);
     return cairni_bus_publish(bus, &env);
@@ -207,7 +210,7 @@ pub(cairni_bus *bus, const char *topic, uint64_t v)
 static cairni_bus *
 bus_new(uint32_t sub_queue, cairni_metrics *m)
 {
-    cairni_bus     *bus  = NULL;
+    cairni_bus     *bus = NULL;
     cairni_bus_opts opts = {.sub_queue = sub_queue, .metrics = m};
 
     assert_int_equal(cairni_bus_open(&bus, &opts), CAIRN_OK);
@@ -227,11 +230,9 @@ stats(const cairn_sub *s)
 static void
 test_filters(void **state)
 {
-    static const char *const filters[] = {"a/+/c", "a/#", "#", "x/y",
-                                          "a/b/c"};
-    static const char *const topics[]  = {"a/b/c", "a/x/c",   "a",
-                                          "a/b",   "b/c",     "a/b/c/d",
-                                          "$SYS/x", "a/b/c/"};
+    static const char *const filters[] = {"a/+/c", "a/#", "#", "x/y", "a/b/c"};
+    static const char *const topics[] = {
+        "a/b/c", "a/x/c", "a", "a/b", "b/c", "a/b/c/d", "$SYS/x", "a/b/c/"};
     /* Expected topics per filter, in publish order. */
     static const char *const want[][8] = {
         {"a/b/c", "a/x/c"},
@@ -349,9 +350,9 @@ test_fanout_order(void **state)
 
     for (int i = 0; i < NSUB; i++) {
         col_init(&cols[i], N);
-        assert_int_equal(cairni_bus_subscribe(bus, "t/#", "t", col_fn,
-                                              &cols[i], &subs[i]),
-                         CAIRN_OK);
+        assert_int_equal(
+            cairni_bus_subscribe(bus, "t/#", "t", col_fn, &cols[i], &subs[i]),
+            CAIRN_OK);
     }
     for (uint64_t k = 0; k < N; k++) {
         snprintf(topic, sizeof(topic), "t/%u", (unsigned)(k % 3));
@@ -407,17 +408,14 @@ test_many_publishers(void **state)
 
     col_init(&call, NT * PER);
     col_init(&cone, PER);
-    assert_int_equal(cairni_bus_subscribe(bus, "m/#", "t", col_fn, &call,
-                                          &all),
+    assert_int_equal(cairni_bus_subscribe(bus, "m/#", "t", col_fn, &call, &all),
                      CAIRN_OK);
-    assert_int_equal(cairni_bus_subscribe(bus, "m/2", "t", col_fn, &cone,
-                                          &one),
+    assert_int_equal(cairni_bus_subscribe(bus, "m/2", "t", col_fn, &cone, &one),
                      CAIRN_OK);
     for (unsigned i = 0; i < NT; i++) {
         args[i] = (pubarg){.bus = bus, .id = i, .n = PER};
-        assert_int_equal(pthread_create(&thr[i], NULL, publisher_main,
-                                        &args[i]),
-                         0);
+        assert_int_equal(
+            pthread_create(&thr[i], NULL, publisher_main, &args[i]), 0);
     }
     for (unsigned i = 0; i < NT; i++) {
         pthread_join(thr[i], NULL);
@@ -459,12 +457,10 @@ test_slow_subscriber(void **state)
     bus = bus_new(QUEUE, m);
     col_init(&cs, N);
     col_init(&cf, N);
-    assert_int_equal(cairni_bus_subscribe(bus, "s/t", "slow", col_fn, &cs,
-                                          &slow),
-                     CAIRN_OK);
-    assert_int_equal(cairni_bus_subscribe(bus, "s/#", "fast", col_fn, &cf,
-                                          &fast),
-                     CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_subscribe(bus, "s/t", "slow", col_fn, &cs, &slow), CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_subscribe(bus, "s/#", "fast", col_fn, &cf, &fast), CAIRN_OK);
     col_gate(&cs, true);
     /* Publish in rounds the fast subscriber absorbs, so its pending batch
      * never exceeds ROUND < QUEUE messages. */
@@ -564,7 +560,7 @@ qcons_fn(void *arg, const cairn_envelope *env)
 {
     qcons   *qc = arg;
     qshared *sh = qc->sh;
-    uint64_t v  = get64(env->payload.ptr);
+    uint64_t v = get64(env->payload.ptr);
 
     pthread_mutex_lock(&sh->mu);
     if (sh->seen[v]++ != 0) {
@@ -614,8 +610,7 @@ test_queue_exactly_once(void **state)
         assert_int_equal(qpush(bus, "jobs", k, 5000), CAIRN_OK);
     }
     pthread_mutex_lock(&sh.mu);
-    while (sh.total < N &&
-           pthread_cond_timedwait(&sh.cv, &sh.mu, &dl) == 0) {
+    while (sh.total < N && pthread_cond_timedwait(&sh.cv, &sh.mu, &dl) == 0) {
     }
     pthread_mutex_unlock(&sh.mu);
     assert_int_equal(sh.total, N);
@@ -645,9 +640,8 @@ test_queue_errors(void **state)
     assert_int_equal(qpush(bus, "none", 1, 0), CAIRN_ENOENT);
     assert_int_equal(qpush(bus, "none", 1, 20), CAIRN_ENOENT);
     assert_int_equal(qpush(bus, "", 1, 20), CAIRN_EINVAL);
-    assert_int_equal(cairni_bus_queue_consume(bus, "once", "t", col_fn, &c,
-                                              &sub),
-                     CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_queue_consume(bus, "once", "t", col_fn, &c, &sub), CAIRN_OK);
     assert_int_equal(qpush(bus, "once", 7, 1000), CAIRN_OK);
     assert_true(col_wait(&c, UNTIL_N, 1));
     assert_int_equal(c.seq[0], 7);
@@ -700,18 +694,15 @@ test_rpc_basics(void **state)
     cairni_buf  out = {0};
     (void)state;
 
-    assert_int_equal(cairni_bus_serve(bus, "echo", "p1", echo_fn, NULL,
-                                      &echo),
+    assert_int_equal(cairni_bus_serve(bus, "echo", "p1", echo_fn, NULL, &echo),
                      CAIRN_OK);
     assert_int_equal(cairni_bus_serve(bus, "echo", "p2", echo_fn, NULL, &dup),
                      CAIRN_EEXIST);
     assert_null(dup);
-    assert_int_equal(cairni_bus_serve(bus, "later", "p1", later_fn, NULL,
-                                      &later),
-                     CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_serve(bus, "later", "p1", later_fn, NULL, &later), CAIRN_OK);
 
-    assert_int_equal(call_bytes(bus, "echo", "hello", 5, 2000, &rep),
-                     CAIRN_OK);
+    assert_int_equal(call_bytes(bus, "echo", "hello", 5, 2000, &rep), CAIRN_OK);
     assert_int_equal(rep.status, CAIRN_OK);
     assert_int_equal(rep.len, 5);
     assert_memory_equal(rep.data, "hello", 5);
@@ -747,14 +738,11 @@ test_rpc_basics(void **state)
         out.data, "cairn_rpc_latency_seconds_count{service=\"echo\"} 2\n"));
 
     cairni_bus_unserve(echo);
-    assert_int_equal(call_bytes(bus, "echo", "x", 1, 100, &rep),
-                     CAIRN_ENOENT);
+    assert_int_equal(call_bytes(bus, "echo", "x", 1, 100, &rep), CAIRN_ENOENT);
     /* Serving the name again works, and callers reach the new one. */
-    assert_int_equal(cairni_bus_serve(bus, "echo", "p3", echo_fn, NULL,
-                                      &echo),
+    assert_int_equal(cairni_bus_serve(bus, "echo", "p3", echo_fn, NULL, &echo),
                      CAIRN_OK);
-    assert_int_equal(call_bytes(bus, "echo", "again", 5, 2000, &rep),
-                     CAIRN_OK);
+    assert_int_equal(call_bytes(bus, "echo", "again", 5, 2000, &rep), CAIRN_OK);
     assert_memory_equal(rep.data, "again", 5);
     cairni_reply_fini(&rep);
     cairni_buf_fini(&out);
@@ -797,7 +785,7 @@ typedef struct blockcall {
 static void *
 blockcall_main(void *arg)
 {
-    blockcall  *b  = arg;
+    blockcall  *b = arg;
     uint64_t    t0 = cairni_mono_ms();
     cairn_reply rep;
 
@@ -820,7 +808,7 @@ test_rpc_deadline(void **state)
     cairn_reply     rep;
     uint64_t        t0, ms;
     cairni_buf      out = {0};
-    struct timespec dl  = deadline_in(WAIT_MS);
+    struct timespec dl = deadline_in(WAIT_MS);
     (void)state;
 
     memset(&s, 0, sizeof(s));
@@ -888,8 +876,7 @@ caller_main(void *arg)
 
     for (unsigned k = 0; k < c->n; k++) {
         put64(p, ((uint64_t)c->id << 32) | k);
-        if (call_bytes(c->bus, "echo", p, sizeof(p), 5000, &rep) !=
-            CAIRN_OK) {
+        if (call_bytes(c->bus, "echo", p, sizeof(p), 5000, &rep) != CAIRN_OK) {
             atomic_fetch_add(&c->bad, 1);
             continue;
         }
@@ -918,8 +905,7 @@ test_rpc_concurrent(void **state)
                      CAIRN_OK);
     for (unsigned i = 0; i < NT; i++) {
         c[i] = (caller){.bus = bus, .id = i, .n = PER};
-        assert_int_equal(pthread_create(&thr[i], NULL, caller_main, &c[i]),
-                         0);
+        assert_int_equal(pthread_create(&thr[i], NULL, caller_main, &c[i]), 0);
     }
     for (unsigned i = 0; i < NT; i++) {
         pthread_join(thr[i], NULL);
@@ -1003,18 +989,18 @@ test_churn(void **state)
     for (int r = 0; r < ROUNDS; r++) {
         cairn_sub *s1, *s2, *q1;
         cairn_svc *svc;
-        assert_int_equal(cairni_bus_subscribe(c.bus, "c/#", "t", count_fn,
-                                              &hits, &s1),
-                         CAIRN_OK);
-        assert_int_equal(cairni_bus_subscribe(c.bus, "c/+", "t", count_fn,
-                                              &hits, &s2),
-                         CAIRN_OK);
-        assert_int_equal(cairni_bus_queue_consume(c.bus, "cq", "t", count_fn,
-                                                  &hits, &q1),
-                         CAIRN_OK);
-        assert_int_equal(cairni_bus_serve(c.bus, "churn", "t", echo_fn, NULL,
-                                          &svc),
-                         CAIRN_OK);
+        assert_int_equal(
+            cairni_bus_subscribe(c.bus, "c/#", "t", count_fn, &hits, &s1),
+            CAIRN_OK);
+        assert_int_equal(
+            cairni_bus_subscribe(c.bus, "c/+", "t", count_fn, &hits, &s2),
+            CAIRN_OK);
+        assert_int_equal(
+            cairni_bus_queue_consume(c.bus, "cq", "t", count_fn, &hits, &q1),
+            CAIRN_OK);
+        assert_int_equal(
+            cairni_bus_serve(c.bus, "churn", "t", echo_fn, NULL, &svc),
+            CAIRN_OK);
         cairni_bus_unsubscribe(s1);
         cairni_bus_unserve(svc);
         cairni_bus_unsubscribe(q1);
@@ -1042,19 +1028,17 @@ test_close_live(void **state)
     (void)state;
 
     col_init(&c, 4096);
-    assert_int_equal(cairni_bus_subscribe(bus, "l/#", "t", col_fn, &c,
-                                          &subs[0]),
-                     CAIRN_OK);
-    assert_int_equal(cairni_bus_subscribe(bus, "#", "t", count_fn, &n,
-                                          &subs[1]),
-                     CAIRN_OK);
-    assert_int_equal(cairni_bus_subscribe(bus, "l/+", "t", count_fn, &n,
-                                          &subs[2]),
-                     CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_subscribe(bus, "l/#", "t", col_fn, &c, &subs[0]), CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_subscribe(bus, "#", "t", count_fn, &n, &subs[1]), CAIRN_OK);
+    assert_int_equal(
+        cairni_bus_subscribe(bus, "l/+", "t", count_fn, &n, &subs[2]),
+        CAIRN_OK);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(cairni_bus_queue_consume(bus, "lq", "t", count_fn,
-                                                  &n, &cons[i]),
-                         CAIRN_OK);
+        assert_int_equal(
+            cairni_bus_queue_consume(bus, "lq", "t", count_fn, &n, &cons[i]),
+            CAIRN_OK);
     }
     assert_int_equal(cairni_bus_serve(bus, "live", "t", echo_fn, NULL, &svc),
                      CAIRN_OK);
