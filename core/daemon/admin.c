@@ -102,6 +102,14 @@ admin_cmd_status(cd_admin *ad, const admin_req *rq, cairni_buf *out)
                                            1000),
                       rt->cfg->runtime.data_dir, rt->admin_url, rt->nplugins,
                       running, failed);
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nplugins; i++) {
+        const cairn_plugin *p = &rt->plugins[i];
+        cairni_buf_printf(out, "  %s: %s%s%s\n", p->cfg->name,
+                          cd_state_name(p->st), p->status[0] ? ", " : "",
+                          p->status);
+    }
+    pthread_mutex_unlock(&rt->lock);
 }
 
 static void
@@ -122,7 +130,9 @@ admin_cmd_plugins(cd_admin *ad, const admin_req *rq, cairni_buf *out)
             (unsigned long long)atomic_load(&p->published),
             (unsigned long long)atomic_load(&p->delivered),
             (unsigned long long)atomic_load(&p->errors),
-            p->st == CD_FAILED ? p->error : p->so.path);
+            p->st == CD_FAILED ? p->error
+            : p->status[0]     ? p->status
+                               : p->so.path);
     }
     pthread_mutex_unlock(&rt->lock);
 }
@@ -157,6 +167,36 @@ admin_plugin_metrics(cd_runtime *rt, cairni_buf *out)
     pthread_mutex_unlock(&rt->lock);
 }
 
+/* The plugins' own metrics: cairn_<name>{plugin="..."}.  The metrics
+ * array only grows, and a slot's name is written once before it is
+ * visible, so reading without the plugin's lock is safe once the slot
+ * pointer is seen under it. */
+static void
+admin_own_metrics(cd_runtime *rt, cairni_buf *out)
+{
+    for (size_t i = 0; i < rt->nplugins; i++) {
+        cairn_plugin *p = &rt->plugins[i];
+        pthread_mutex_lock(&p->lock);
+        for (size_t k = 0; p->metrics != NULL && k < CD_MAX_METRICS; k++) {
+            cd_metric *m = &p->metrics[k];
+            if (m->name[0] == '\0') {
+                break;
+            }
+            uint64_t bits = atomic_load(&m->value);
+            double   d;
+            memcpy(&d, &bits, sizeof(d));
+            cairni_buf_printf(out, "cairn_%s{plugin=\"", m->name);
+            cairni_prom_escape(out, p->cfg->name, strlen(p->cfg->name));
+            if (m->gauge) {
+                cairni_buf_printf(out, "\"} %.17g\n", d);
+            } else {
+                cairni_buf_printf(out, "\"} %llu\n", (unsigned long long)bits);
+            }
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
 static void
 admin_cmd_metrics(cd_admin *ad, const admin_req *rq, cairni_buf *out)
 {
@@ -167,6 +207,7 @@ admin_cmd_metrics(cd_admin *ad, const admin_req *rq, cairni_buf *out)
                       (unsigned long long)((cairni_mono_ms() - rt->started_ms) /
                                            1000));
     admin_plugin_metrics(rt, out);
+    admin_own_metrics(rt, out);
     cairni_metrics_render(rt->metrics, out);
     cairni_bus_render_metrics(rt->bus, out);
     cairni_store_render_metrics(rt->store, out);

@@ -101,11 +101,29 @@ struct cairn_plugin {
     pthread_t      inbox_thread;
     bool           has_inbox_thread;
 
+    char status[256]; /* host->status; guarded by rt->lock */
+    struct cd_metric *metrics; /* CD_MAX_METRICS, allocated on first use */
+
     _Atomic uint64_t published;
     _Atomic uint64_t delivered;
     _Atomic uint64_t errors;
     _Atomic uint64_t calls;
 };
+
+/* A plugin's own metric (host->gauge_set, host->counter_add). */
+#define CD_MAX_METRICS 32
+typedef struct cd_metric {
+    char             name[49]; /* "" = free slot; set once under p->lock */
+    bool             gauge;
+    _Atomic uint64_t value;    /* counter value, or the gauge's double bits */
+} cd_metric;
+
+/* A durable route: from the config, or registered by a plugin. */
+typedef struct cd_route {
+    char       *filter;
+    const char *to;
+    int         priority;
+} cd_route;
 
 struct cd_runtime {
     cairni_config  *cfg;
@@ -119,6 +137,9 @@ struct cd_runtime {
     uint64_t        started_ms;
     struct cd_admin *admin;
     cairni_store   *store;
+    pthread_rwlock_t routes_lock; /* guards routes, nroutes */
+    cd_route        *routes;
+    size_t           nroutes;
 };
 
 /* ---- durable.c --------------------------------------------------------- */
@@ -134,6 +155,12 @@ cairn_err cd_durable_open(cd_runtime *rt, char *err, size_t errlen);
  */
 cairn_err cd_publish(cd_runtime *rt, const cairn_envelope *env,
                      uint8_t env_id[CAIRN_ID_LEN]);
+
+/* Copies the config's routes; frees them all. */
+cairn_err cd_routes_init(cd_runtime *rt);
+void      cd_routes_fini(cd_runtime *rt);
+cairn_err cd_route_add(cd_runtime *rt, const char *filter, const char *to,
+                       int priority);
 
 /* Host functions of ABI 1.1 (durable messaging). */
 cairn_err cd_outbox_next(cairn_plugin *self, cairn_record *recs, size_t max,

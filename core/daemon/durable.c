@@ -78,13 +78,64 @@ durable_priority(const cairn_envelope *env, int route_prio)
     return route_prio;
 }
 
-/* Commits env to every destination whose route matches, once each. */
+cairn_err
+cd_route_add(cd_runtime *rt, const char *filter, const char *to, int priority)
+{
+    cairn_err rv = CAIRN_ENOMEM;
+    char     *f;
+    if (cairn_filter_valid(filter) != CAIRN_OK) {
+        return CAIRN_EINVAL;
+    }
+    if ((f = strdup(filter)) == NULL) {
+        return rv;
+    }
+    pthread_rwlock_wrlock(&rt->routes_lock);
+    cd_route *r = realloc(rt->routes, (rt->nroutes + 1) * sizeof(*r));
+    if (r != NULL) {
+        rt->routes                = r;
+        rt->routes[rt->nroutes++] = (cd_route){f, to, priority};
+        rv                        = CAIRN_OK;
+    }
+    pthread_rwlock_unlock(&rt->routes_lock);
+    if (rv != CAIRN_OK) {
+        free(f);
+    }
+    return rv;
+}
+
+cairn_err
+cd_routes_init(cd_runtime *rt)
+{
+    const cairni_route_cfg *r = rt->cfg->routes.items;
+    pthread_rwlock_init(&rt->routes_lock, NULL);
+    for (size_t i = 0; i < rt->cfg->routes.count; i++) {
+        cairn_err rv = cd_route_add(rt, r[i].filter, r[i].to, r[i].priority);
+        if (rv != CAIRN_OK) {
+            return rv;
+        }
+    }
+    return CAIRN_OK;
+}
+
+void
+cd_routes_fini(cd_runtime *rt)
+{
+    for (size_t i = 0; i < rt->nroutes; i++) {
+        free(rt->routes[i].filter);
+    }
+    free(rt->routes);
+    rt->routes  = NULL;
+    rt->nroutes = 0;
+    pthread_rwlock_destroy(&rt->routes_lock);
+}
+
+/* Commits env to every destination whose route matches, once each.
+ * Called under the routes read lock. */
 static cairn_err
 durable_store(cd_runtime *rt, const cairn_envelope *env)
 {
-    const cairni_route_cfg *r = rt->cfg->routes.items;
-    size_t                  n = rt->cfg->routes.count;
-    for (size_t i = 0; i < n; i++) {
+    const cd_route *r = rt->routes;
+    for (size_t i = 0; i < rt->nroutes; i++) {
         if (!cairn_topic_match(r[i].filter, env->topic.ptr, env->topic.len)) {
             continue;
         }
@@ -132,8 +183,10 @@ cd_publish(cd_runtime *rt, const cairn_envelope *in,
         env.ts = cairn_now_ms();
     }
     cairn_err rv = CAIRN_OK;
-    if (rt->store != NULL && rt->cfg->routes.count > 0) {
+    if (rt->store != NULL) {
+        pthread_rwlock_rdlock(&rt->routes_lock);
         rv = durable_store(rt, &env);
+        pthread_rwlock_unlock(&rt->routes_lock);
     }
     if (rv == CAIRN_OK) {
         rv = cairni_bus_publish(rt->bus, &env);

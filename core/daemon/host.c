@@ -380,6 +380,95 @@ host_free(void *ptr)
     free(ptr);
 }
 
+static cairn_err
+host_route_durable(cairn_plugin *self, const char *filter, int priority)
+{
+    if (filter == NULL || (priority != 0 && priority != 1)) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    return host_count(self, cd_route_add(self->rt, filter, self->cfg->name,
+                                         priority));
+}
+
+static void
+host_status(cairn_plugin *self, const char *fmt, ...)
+{
+    char    text[sizeof(self->status)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&self->rt->lock);
+    memcpy(self->status, text, sizeof(text));
+    pthread_mutex_unlock(&self->rt->lock);
+}
+
+static bool
+host_metric_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 48) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The slot of metric name, created on first use; NULL when invalid or
+ * the plugin has CD_MAX_METRICS already. */
+static cd_metric *
+host_metric(cairn_plugin *self, const char *name, bool gauge)
+{
+    cd_metric *m = NULL;
+    if (name == NULL || !host_metric_name_ok(name)) {
+        return NULL;
+    }
+    pthread_mutex_lock(&self->lock);
+    if (self->metrics == NULL) {
+        self->metrics = calloc(CD_MAX_METRICS, sizeof(cd_metric));
+    }
+    for (size_t i = 0; self->metrics != NULL && i < CD_MAX_METRICS; i++) {
+        cd_metric *c = &self->metrics[i];
+        if (c->name[0] == '\0') {
+            snprintf(c->name, sizeof(c->name), "%s", name);
+            c->gauge = gauge;
+            m        = c;
+            break;
+        }
+        if (strcmp(c->name, name) == 0) {
+            m = c->gauge == gauge ? c : NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+    return m;
+}
+
+static void
+host_gauge_set(cairn_plugin *self, const char *name, double value)
+{
+    cd_metric *m = host_metric(self, name, true);
+    uint64_t   bits;
+    memcpy(&bits, &value, sizeof(bits));
+    if (m != NULL) {
+        atomic_store(&m->value, bits);
+    }
+}
+
+static void
+host_counter_add(cairn_plugin *self, const char *name, uint64_t delta)
+{
+    cd_metric *m = host_metric(self, name, false);
+    if (m != NULL) {
+        atomic_fetch_add(&m->value, delta);
+    }
+}
+
 const cairn_host cd_host = {
     .abi_version   = CAIRN_ABI_VERSION,
     .size          = sizeof(cairn_host),
@@ -410,4 +499,8 @@ const cairn_host cd_host = {
     .kv_put        = host_kv_put,
     .kv_del        = host_kv_del,
     .free          = host_free,
+    .route_durable = host_route_durable,
+    .status        = host_status,
+    .gauge_set     = host_gauge_set,
+    .counter_add   = host_counter_add,
 };

@@ -191,6 +191,10 @@ cd_runtime_open(cd_runtime **rtp, cairni_config *cfg, const char *plugin_dir,
     rt->started_ms = cairni_mono_ms();
     rt->plugin_dir = plugin_dir;
     rt_admin_url(rt);
+    if ((rv = cd_routes_init(rt)) != CAIRN_OK) {
+        snprintf(err, errlen, "routes: %s", cairn_strerror(rv));
+        goto fail;
+    }
     rt->nplugins = cfg->plugins.count;
     rt->plugins  = calloc(rt->nplugins ? rt->nplugins : 1, sizeof(cairn_plugin));
     if (rt->plugins == NULL) {
@@ -328,6 +332,7 @@ rt_plugin_fini(cairn_plugin *p)
         }
     }
     cairni_arena_fini(&p->arena);
+    free(p->metrics);
     free(p->config);
     p->config = NULL;
     cd_so_close(&p->so);
@@ -360,6 +365,7 @@ cd_runtime_close(cd_runtime *rt)
         cairni_bus_close(rt->bus);
     }
     cairni_metrics_free(rt->metrics);
+    cd_routes_fini(rt);
     free(rt->plugins);
     pthread_mutex_destroy(&rt->lock);
     free(rt);

@@ -271,6 +271,25 @@ typedef struct cairn_host {
                         size_t len);
     cairn_err (*kv_del)(cairn_txn *txn, const char *key);
     void (*free)(void *ptr);
+
+    /*
+     * Makes messages on topics matching filter durable toward this plugin
+     * instance: they are committed to its outbox before the publish
+     * returns, as a `routes` entry of the config would.  priority: 0
+     * normal, 1 high.  Call from init or start.
+     */
+    cairn_err (*route_durable)(cairn_plugin *self, const char *filter,
+                               int priority);
+
+    /* A one-line state shown by `cairn plugins` and `cairn status`
+     * (e.g. "connected to broker:8883"). */
+    void (*status)(cairn_plugin *self, const char *fmt, ...)
+        CAIRN_PRINTF(2, 3);
+    /* Plugin metrics, rendered as cairn_<name>{plugin="<instance>"}.
+     * name: [a-z0-9_], at most 48 chars; at most 32 per plugin. */
+    void (*gauge_set)(cairn_plugin *self, const char *name, double value);
+    void (*counter_add)(cairn_plugin *self, const char *name,
+                        uint64_t delta);
 } cairn_host;
 
 /* True when the host table provides member m (added in a later minor). */
