@@ -231,7 +231,7 @@ cli_pub(cli_conn *c, int argc, char **argv)
     int         n     = key ? 4 : 3;
     if (!lines) {
         av[2] = argv[optind + 1];
-        return cli_request(c, n, av, NULL, true);
+        return cli_request(c, n, av, NULL, false);
     }
     char   *line = NULL;
     size_t  cap  = 0;
@@ -243,7 +243,7 @@ cli_pub(cli_conn *c, int argc, char **argv)
         }
         size_t lens[4] = {3, strlen(av[1]), (size_t)len, key ? strlen(key) : 0};
         av[2]          = line;
-        rc             = cli_request(c, n, av, lens, true);
+        rc             = cli_request(c, n, av, lens, false);
     }
     free(line);
     return rc;

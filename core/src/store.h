@@ -4,10 +4,13 @@
  * state.  Internal to libcairn; the daemon and the unit tests use it.
  *
  * Modules:
- *   store.c   open, schema and migrations, the writer thread (group
- *             commit), maintenance (TTL sweep, inbox window, checkpoint)
- *   outbox.c  enqueue with limits and policy, drain (next/ack/nack),
- *             dead letters, stats
+ *   store.c   open, schema and migrations, connections, destinations
+ *   store_writer.c  the writer thread (group commit), maintenance (TTL
+ *             sweep, inbox window, checkpoint)
+ *   outbox.c  enqueue with limits and policy, the writer's side of
+ *             acks, nacks and dead letters
+ *   outbox_drain.c  drain (next/ack/nack/reset)
+ *   outbox_stats.c  stats, metrics, dead-letter commands
  *   inbox.c   idempotent consumers: id recorded in the same transaction
  *             as the handler's key-value changes
  *   retry.c   exponential backoff with full jitter
@@ -112,6 +115,9 @@ typedef struct cairni_dest_stats {
     uint64_t oldest_ms;  /* age of the oldest record, 0 when empty */
     uint64_t next_retry_ms; /* ms until the earliest retry, 0 = none waiting */
     uint64_t enqueued, acked, retried, expired, dropped, dead, rejected;
+    uint64_t dead_depth, dead_bytes; /* dead letters held (count against
+                                        the destination's limits) */
+    uint64_t duplicates; /* inbox_process found the id already done */
 } cairni_dest_stats;
 
 /* Appends one line per destination (for `cairn outbox`). */
