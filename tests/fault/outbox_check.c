@@ -25,11 +25,25 @@ typedef struct check {
     long     found, bad;
 } check;
 
+/* The decimal number after the first ':' of (p, n); -1 if none.  The
+ * bytes are not NUL-terminated, so no atol. */
+static long
+check_num(const uint8_t *p, size_t n, size_t from)
+{
+    long v = -1;
+    for (size_t i = from; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        v = (v < 0 ? 0 : v * 10) + (p[i] - '0');
+    }
+    return v;
+}
+
 static long
 check_seq(const cairn_envelope *env)
 {
-    const char *p = memchr(env->payload.ptr, ':', env->payload.len);
-    return p ? atol(p + 1) : -1;
+    const uint8_t *c = memchr(env->payload.ptr, ':', env->payload.len);
+    return c ? check_num(env->payload.ptr, env->payload.len,
+                         (size_t)(c - env->payload.ptr) + 1)
+             : -1;
 }
 
 static int
@@ -66,7 +80,8 @@ static void
 check_record(check *c, const cairn_record *r)
 {
     long seq = check_seq(&r->env);
-    long key = r->env.key.len > 1 ? atol(r->env.key.ptr + 1) & 255 : 0;
+    long key = check_num((const uint8_t *)r->env.key.ptr, r->env.key.len, 1);
+    key      = key < 0 ? 0 : key & 255;
     c->found++;
     if (seq < 0 || seq >= c->n || c->state[seq] == 0 || c->state[seq] == 'R') {
         printf("never accepted: seq %ld\n", seq);
