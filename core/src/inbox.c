@@ -47,10 +47,10 @@ enum {
 };
 
 static const char *const inbox_sql[IS_COUNT] = {
-    [IS_BEGIN]    = "BEGIN IMMEDIATE",
-    [IS_COMMIT]   = "COMMIT",
+    [IS_BEGIN] = "BEGIN IMMEDIATE",
+    [IS_COMMIT] = "COMMIT",
     [IS_ROLLBACK] = "ROLLBACK",
-    [IS_SEEN]     = "SELECT 1 FROM inbox WHERE consumer = ?1 AND id = ?2",
+    [IS_SEEN] = "SELECT 1 FROM inbox WHERE consumer = ?1 AND id = ?2",
     [IS_MARK] = "INSERT INTO inbox(consumer, id, ts) VALUES(?1, ?2, ?3)",
     [IS_DEL] =
         "DELETE FROM outbox WHERE seq = ?1 AND dest = ?2 RETURNING bytes",
@@ -101,7 +101,7 @@ inbox_conn_get(cairni_drain *d, inbox_conn **slot)
     if (c == NULL) {
         return CAIRN_ENOMEM;
     }
-    cairn_err rv = cairni_store_conn(cairni_drain_store(d), true, &c->db);
+    cairn_err rv = cairni_store_conn(cairni_drain_store(d), &c->db);
     for (size_t i = 0; i < IS_COUNT && rv == CAIRN_OK; i++) {
         rv = cairni_store_prepare(c->db, inbox_sql[i], &c->st[i]);
     }
@@ -117,8 +117,7 @@ static cairn_err
 inbox_begin(inbox_conn *c)
 {
     int rc = SQLITE_BUSY;
-    for (int i = 0; i < INBOX_BUSY_TRIES && (rc & 0xff) == SQLITE_BUSY;
-         i++) {
+    for (int i = 0; i < INBOX_BUSY_TRIES && (rc & 0xff) == SQLITE_BUSY; i++) {
         rc = cairni_store_step_done(c->st[IS_BEGIN]);
     }
     return cairni_store_sqlerr(rc);
@@ -133,14 +132,13 @@ inbox_rollback(inbox_conn *c)
 }
 
 static cairn_err
-inbox_seen(inbox_conn *c, const char *consumer, const uint8_t *id,
-           bool *seen)
+inbox_seen(inbox_conn *c, const char *consumer, const uint8_t *id, bool *seen)
 {
     sqlite3_stmt *st = c->st[IS_SEEN];
     sqlite3_bind_text(st, 1, consumer, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, id, CAIRN_ID_LEN, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    *seen  = rc == SQLITE_ROW;
+    *seen = rc == SQLITE_ROW;
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? CAIRN_OK
                                                  : cairni_store_sqlerr(rc);
@@ -163,7 +161,7 @@ inbox_finish(inbox_conn *c, const char *consumer, const cairn_record *rec,
         sqlite3_stmt *st = c->st[IS_DEL];
         sqlite3_bind_int64(st, 1, (int64_t)rec->seq);
         sqlite3_bind_text(st, 2, dest->name, -1, SQLITE_STATIC);
-        rc     = sqlite3_step(st);
+        rc = sqlite3_step(st);
         *bytes = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
         sqlite3_reset(st);
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -180,7 +178,7 @@ inbox_decline(cairni_drain *d, inbox_conn *c, const cairn_record *rec,
               cairn_err verdict)
 {
     const cairni_retry_cfg *r = &cairni_drain_store(d)->retry;
-    bool permanent = verdict == CAIRN_EPERM;
+    bool                    permanent = verdict == CAIRN_EPERM;
     inbox_rollback(c);
     cairn_err rv = cairni_drain_nack(
         d, rec->seq, permanent,
@@ -198,9 +196,9 @@ static cairn_err
 inbox_done(cairni_drain *d, inbox_conn *c, const char *consumer,
            const cairn_record *rec, bool seen)
 {
-    store_dest *dest  = cairni_drain_dest(d);
+    store_dest *dest = cairni_drain_dest(d);
     int64_t     bytes = -1;
-    cairn_err   rv    = inbox_finish(c, consumer, rec, dest, seen, &bytes);
+    cairn_err   rv = inbox_finish(c, consumer, rec, dest, seen, &bytes);
     if (rv != CAIRN_OK) {
         return rv;
     }
@@ -223,8 +221,8 @@ cairni_inbox_process(cairni_drain *d, const char *consumer,
         return CAIRN_EINVAL;
     }
     inbox_conn **slot = cairni_drain_inbox_lock(d);
-    cairn_err    rv   = inbox_conn_get(d, slot);
-    inbox_conn  *c    = *slot;
+    cairn_err    rv = inbox_conn_get(d, slot);
+    inbox_conn  *c = *slot;
     if (rv == CAIRN_OK) {
         rv = cairni_drain_check(d, rec->seq);
     }
@@ -236,7 +234,7 @@ cairni_inbox_process(cairni_drain *d, const char *consumer,
         rv = inbox_seen(c, consumer, rec->env.id, &seen);
     }
     if (rv == CAIRN_OK) {
-        cairni_txn txn     = {.c = c, .ns = consumer};
+        cairni_txn txn = {.c = c, .ns = consumer};
         cairn_err  verdict = seen ? CAIRN_OK : fn(arg, &rec->env, &txn);
         if (verdict == CAIRN_OK && sqlite3_get_autocommit(c->db)) {
             verdict = CAIRN_EIO; /* an error inside fn ended the txn */
@@ -266,9 +264,9 @@ cairni_inbox_accept(cairni_store *s, const char *consumer,
     if (s == NULL || consumer == NULL || id == NULL) {
         return CAIRN_EINVAL;
     }
-    store_req req         = {.kind = STORE_REQ_ACCEPT};
+    store_req req = {.kind = STORE_REQ_ACCEPT};
     req.u.accept.consumer = consumer;
-    req.u.accept.id       = id;
+    req.u.accept.id = id;
     return cairni_store_submit(s, &req);
 }
 
@@ -286,7 +284,7 @@ cairni_inbox_exec_accept(cairni_store *s, store_req *req)
     return sqlite3_changes(s->wdb) > 0 ? CAIRN_OK : CAIRN_EEXIST;
 }
 
-/* ---- key-value state ---------------------------------------------------------- */
+/* ---- key-value state ----------------------------------------------------- */
 
 cairn_err
 cairni_kv_get(cairni_txn *t, const char *key, void **val, size_t *len)
@@ -303,10 +301,10 @@ cairni_kv_get(cairni_txn *t, const char *key, void **val, size_t *len)
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        size_t      n   = (size_t)sqlite3_column_bytes(st, 0);
+        size_t      n = (size_t)sqlite3_column_bytes(st, 0);
         const void *src = sqlite3_column_blob(st, 0);
-        void       *p   = malloc(n != 0 ? n : 1);
-        rv              = p != NULL ? CAIRN_OK : CAIRN_ENOMEM;
+        void       *p = malloc(n != 0 ? n : 1);
+        rv = p != NULL ? CAIRN_OK : CAIRN_ENOMEM;
         if (p != NULL) {
             memcpy(p, src != NULL ? src : "", n);
             *val = p;

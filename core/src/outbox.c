@@ -29,9 +29,9 @@
 #include "store_impl.h"
 
 #define OUTBOX_SWEEP_ROUNDS 16
-#define OUTBOX_SWEEP_LIMIT  1024
+#define OUTBOX_SWEEP_LIMIT 1024
 
-/* ---- producers --------------------------------------------------------- */
+/* ---- producers ----------------------------------------------------------- */
 
 static bool
 outbox_id_zero(const uint8_t *id)
@@ -56,7 +56,7 @@ outbox_encode(const cairn_envelope *env, store_item *it, const store_dest *d)
             cairn_id_new(tmp.id);
         }
         tmp.ts = tmp.ts != 0 ? tmp.ts : cairn_now_ms();
-        e      = &tmp;
+        e = &tmp;
     }
     size_t n = cairn_envelope_encoded_size(e);
     if (n == 0 || n > CAIRN_ENV_MAX_SIZE) {
@@ -71,8 +71,8 @@ outbox_encode(const cairn_envelope *env, store_item *it, const store_dest *d)
         return rv;
     }
     cairn_str key = (e->flags & CAIRN_ENV_HAS_KEY) ? e->key : e->topic;
-    it->key       = key.ptr != NULL ? key.ptr : "";
-    it->keylen    = key.len;
+    it->key = key.ptr != NULL ? key.ptr : "";
+    it->keylen = key.len;
     if (d->cfg.max_bytes != 0 && it->len + it->keylen > d->cfg.max_bytes) {
         return CAIRN_ETOOBIG;
     }
@@ -98,13 +98,13 @@ cairni_outbox_put_many(cairni_store *s, const char *dest,
                        const cairn_envelope *envs, size_t n, int prio)
 {
     store_item one = {0}, *items = &one;
-    cairn_err  rv  = CAIRN_OK;
+    cairn_err  rv = CAIRN_OK;
     if (s == NULL || dest == NULL || envs == NULL || n == 0 ||
         (prio != CAIRNI_PRIO_NORMAL && prio != CAIRNI_PRIO_HIGH)) {
         return CAIRN_EINVAL;
     }
     size_t      dlen = strlen(dest);
-    store_dest *d    = cairni_store_dest(s, dest, dlen, true);
+    store_dest *d = cairni_store_dest(s, dest, dlen, true);
     if (d == NULL) {
         return dlen == 0 || dlen > STORE_DEST_NAME_MAX ? CAIRN_EINVAL
                                                        : CAIRN_ENOMEM;
@@ -121,9 +121,9 @@ cairni_outbox_put_many(cairni_store *s, const char *dest,
     if (rv == CAIRN_OK) {
         store_req req = {.kind = STORE_REQ_PUT, .dest = d};
         req.u.put.items = items;
-        req.u.put.n     = n;
-        req.u.put.prio  = prio;
-        rv              = cairni_store_submit(s, &req);
+        req.u.put.n = n;
+        req.u.put.prio = prio;
+        rv = cairni_store_submit(s, &req);
     } else if (rv == CAIRN_ETOOBIG) {
         atomic_fetch_add(&d->rejected, 1);
     }
@@ -137,8 +137,8 @@ cairni_outbox_put_many(cairni_store *s, const char *dest,
 }
 
 cairn_err
-cairni_outbox_put(cairni_store *s, const char *dest,
-                  const cairn_envelope *env, int prio)
+cairni_outbox_put(cairni_store *s, const char *dest, const cairn_envelope *env,
+                  int prio)
 {
     return cairni_outbox_put_many(s, dest, env, 1, prio);
 }
@@ -166,7 +166,7 @@ outbox_evict_one(cairni_store *s, store_dest *d, bool dead, int64_t id)
     }
     int rc = sqlite3_step(del);
     if (rc == SQLITE_ROW) {
-        int64_t      b  = sqlite3_column_int64(del, 0);
+        int64_t      b = sqlite3_column_int64(del, 0);
         store_delta *dl = cairni_store_touch(s, d);
         if (dead) {
             dl->ddepth--;
@@ -243,12 +243,12 @@ outbox_expires(const store_dest *d, uint64_t now)
 static cairn_err
 outbox_exec_put(cairni_store *s, store_req *req)
 {
-    store_dest   *d     = req->dest;
-    sqlite3_stmt *st    = s->ws[WS_PUT];
+    store_dest   *d = req->dest;
+    sqlite3_stmt *st = s->ws[WS_PUT];
     int64_t       bytes = 0;
     for (size_t i = 0; i < req->u.put.n; i++) {
-        bytes += (int64_t)(req->u.put.items[i].len +
-                           req->u.put.items[i].keylen);
+        bytes +=
+            (int64_t)(req->u.put.items[i].len + req->u.put.items[i].keylen);
     }
     cairn_err rv = outbox_make_room(s, d, (int64_t)req->u.put.n, bytes);
     if (rv != CAIRN_OK) {
@@ -335,7 +335,7 @@ outbox_exec_nack(cairni_store *s, store_req *req)
 static cairn_err
 outbox_exec_dead(cairni_store *s, store_req *req)
 {
-    store_dest   *d  = req->dest;
+    store_dest   *d = req->dest;
     sqlite3_stmt *st = s->ws[WS_TO_DEAD];
     int64_t       b;
     sqlite3_bind_int64(st, 1, (int64_t)req->u.nack.seq);
@@ -377,7 +377,7 @@ outbox_replay_one(cairni_store *s, store_dest *d, int64_t id, uint64_t now)
         return cairni_store_sqlerr(rc);
     }
     sqlite3_bind_int64(del, 1, id);
-    rc        = sqlite3_step(del);
+    rc = sqlite3_step(del);
     int64_t b = rc == SQLITE_ROW ? sqlite3_column_int64(del, 0) : 0;
     sqlite3_reset(del);
     if (rc != SQLITE_ROW) {
@@ -398,7 +398,7 @@ outbox_dead_page(cairni_store *s, const uint8_t *msgid, int64_t last,
                  int64_t *ids, store_dest **dests, size_t *cnt)
 {
     sqlite3_stmt *sel = s->ws[msgid != NULL ? WS_DLQ_BY_MSGID : WS_DLQ_ALL];
-    cairn_err     rv  = CAIRN_OK;
+    cairn_err     rv = CAIRN_OK;
     int           rc;
     if (msgid != NULL) {
         sqlite3_bind_blob(sel, 1, msgid, CAIRN_ID_LEN, SQLITE_STATIC);
@@ -409,10 +409,10 @@ outbox_dead_page(cairni_store *s, const uint8_t *msgid, int64_t last,
     *cnt = 0;
     while (rv == CAIRN_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(sel, 1);
-        size_t      len  = (size_t)sqlite3_column_bytes(sel, 1);
-        ids[*cnt]        = sqlite3_column_int64(sel, 0);
-        dests[*cnt]      = cairni_store_dest(s, name, len, true);
-        rv               = dests[*cnt] != NULL ? CAIRN_OK : CAIRN_ENOMEM;
+        size_t      len = (size_t)sqlite3_column_bytes(sel, 1);
+        ids[*cnt] = sqlite3_column_int64(sel, 0);
+        dests[*cnt] = cairni_store_dest(s, name, len, true);
+        rv = dests[*cnt] != NULL ? CAIRN_OK : CAIRN_ENOMEM;
         *cnt += rv == CAIRN_OK;
     }
     sqlite3_reset(sel);
@@ -451,11 +451,11 @@ outbox_exec_purge(cairni_store *s, store_req *req)
     sqlite3_stmt *st = s->ws[WS_DLQ_GROUPS];
     cairn_err     rv = CAIRN_OK;
     int           rc;
-    req->u.purge.n   = 0;
+    req->u.purge.n = 0;
     while (rv == CAIRN_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_dest *d = cairni_store_dest(
-            s, (const char *)sqlite3_column_text(st, 0),
-            (size_t)sqlite3_column_bytes(st, 0), true);
+        store_dest *d =
+            cairni_store_dest(s, (const char *)sqlite3_column_text(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0), true);
         if (d == NULL) {
             rv = CAIRN_ENOMEM;
             break;
@@ -470,8 +470,7 @@ outbox_exec_purge(cairni_store *s, store_req *req)
         rv = cairni_store_sqlerr(rc);
     }
     if (rv == CAIRN_OK) {
-        rv = cairni_store_sqlerr(
-            cairni_store_step_done(s->ws[WS_DLQ_PURGE]));
+        rv = cairni_store_sqlerr(cairni_store_step_done(s->ws[WS_DLQ_PURGE]));
     }
     return rv;
 }
@@ -506,9 +505,9 @@ outbox_sweep_round(cairni_store *s, uint64_t now, size_t *n)
     *n = 0;
     sqlite3_bind_int64(st, 1, (int64_t)now);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_dest *d = cairni_store_dest(
-            s, (const char *)sqlite3_column_text(st, 0),
-            (size_t)sqlite3_column_bytes(st, 0), true);
+        store_dest *d =
+            cairni_store_dest(s, (const char *)sqlite3_column_text(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0), true);
         if (d != NULL) { /* NULL: out of memory; the count drifts by one */
             store_delta *dl = cairni_store_touch(s, d);
             dl->depth--;
@@ -524,16 +523,16 @@ outbox_sweep_round(cairni_store *s, uint64_t now, size_t *n)
 cairn_err
 cairni_outbox_sweep(cairni_store *s, uint64_t now_ms)
 {
-    size_t    n  = OUTBOX_SWEEP_LIMIT;
+    size_t    n = OUTBOX_SWEEP_LIMIT;
     cairn_err rv = CAIRN_OK;
-    for (int i = 0; i < OUTBOX_SWEEP_ROUNDS && n == OUTBOX_SWEEP_LIMIT &&
-                    rv == CAIRN_OK;
+    for (int i = 0;
+         i < OUTBOX_SWEEP_ROUNDS && n == OUTBOX_SWEEP_LIMIT && rv == CAIRN_OK;
          i++) {
         rv = outbox_sweep_round(s, now_ms, &n);
     }
     if (rv == CAIRN_OK) {
         sqlite3_stmt *st = s->ws[WS_SWEEP_INBOX];
-        uint64_t      w  = s->inbox_window_ms;
+        uint64_t      w = s->inbox_window_ms;
         sqlite3_bind_int64(st, 1, now_ms > w ? (int64_t)(now_ms - w) : 0);
         rv = cairni_store_sqlerr(cairni_store_step_done(st));
     }
@@ -545,9 +544,9 @@ outbox_load_table(cairni_store *s, sqlite3_stmt *st, bool dead)
 {
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_dest *d = cairni_store_dest(
-            s, (const char *)sqlite3_column_text(st, 0),
-            (size_t)sqlite3_column_bytes(st, 0), true);
+        store_dest *d =
+            cairni_store_dest(s, (const char *)sqlite3_column_text(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0), true);
         if (d == NULL) {
             sqlite3_reset(st);
             return CAIRN_ENOMEM;
@@ -565,9 +564,10 @@ cairn_err
 cairni_outbox_load(cairni_store *s)
 {
     sqlite3_stmt *st = NULL;
-    cairn_err     rv = cairni_store_prepare(
-        s->wdb, "SELECT dest, count(*), sum(bytes) FROM outbox GROUP BY dest",
-        &st);
+    cairn_err     rv = cairni_store_prepare(s->wdb,
+                                            "SELECT dest, count(*), sum(bytes)"
+                                                " FROM outbox GROUP BY dest",
+                                            &st);
     if (rv == CAIRN_OK) {
         rv = outbox_load_table(s, st, false);
     }

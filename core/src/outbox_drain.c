@@ -44,6 +44,9 @@
  *
  * Threads: all state is under d->mu; next() drops it while it waits on
  * s->ecv (new rows, kicks from ack/nack/reset, the earliest lane time).
+ * At most DRAIN_LANES_MAX keys are held back at once; past that the scan
+ * stops at the next record that is not due until a lane's time comes
+ * (memory stays bounded; other keys wait meanwhile).
  * nack() holds d->mu while its change commits.  inbox.c uses d->imu for
  * its connection.  One drainer per destination (CAIRN_EBUSY otherwise).
  *
@@ -55,25 +58,10 @@
 
 #include "store_impl.h"
 
-#define DRAIN_PAGE       256
+#define DRAIN_PAGE 256
 #define DRAIN_PAGE_BYTES (1u << 20)
-#define DRAIN_LANES_MAX  4096
-#define DRAIN_PRIO_ANY   0xff
-
-typedef struct drain_ent {
-    uint64_t key;   /* seq, or key hash for lanes; 0 = empty slot */
-    uint64_t a, b;  /* inflight: hash; lane: head seq, next_at; acked: the
-                       ticket (0: committed already), fetch counts */
-    uint32_t attempt;
-    uint8_t  prio;
-    uint8_t  id[CAIRN_ID_LEN];
-} drain_ent;
-
-typedef struct drain_tab {
-    drain_ent *e;
-    size_t     cap; /* a power of two */
-    size_t     n;
-} drain_tab;
+#define DRAIN_LANES_MAX 4096
+#define DRAIN_PRIO_ANY 0xff
 
 typedef struct drain_row {
     uint64_t seq, hash;
@@ -95,113 +83,22 @@ typedef struct drain_buf {
 } drain_buf;
 
 struct cairni_drain {
-    cairni_store   *s;
-    store_dest     *dest;
-    uint32_t        window;
-    pthread_mutex_t mu;
-    sqlite3        *rdb;
-    sqlite3_stmt   *page;
-    drain_buf       buf[2];
-    drain_tab       inflight, acked, lanes[2];
-    uint64_t        lane_min; /* earliest lane next_at, UINT64_MAX: none */
-    _Atomic bool    waiting;
-    bool            kick; /* under s->emu */
-    pthread_mutex_t imu;
-    inbox_conn     *inbox;
+    cairni_store    *s;
+    store_dest      *dest;
+    uint32_t         window;
+    pthread_mutex_t  mu;
+    sqlite3         *rdb;
+    sqlite3_stmt    *page;
+    drain_buf        buf[2];
+    store_tab        inflight, acked, lanes[2];
+    uint64_t         lane_min; /* earliest lane next_at, UINT64_MAX: none */
+    _Atomic int      waiting;  /* threads in next() waiting on s->ecv */
+    _Atomic uint64_t kicks;    /* bumped by ack/nack/reset */
+    pthread_mutex_t  imu;
+    inbox_conn      *inbox;
 };
 
-/* ---- open-addressing tables (linear probing, backward-shift delete) ---- */
-
-static size_t
-drain_slot(const drain_tab *t, uint64_t key)
-{
-    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (t->cap - 1);
-}
-
-static cairn_err
-drain_tab_init(drain_tab *t, size_t min)
-{
-    t->cap = 16;
-    while (t->cap < min) {
-        t->cap *= 2;
-    }
-    t->n = 0;
-    t->e = cairni_store_calloc(t->cap, sizeof(*t->e));
-    return t->e != NULL ? CAIRN_OK : CAIRN_ENOMEM;
-}
-
-static drain_ent *
-drain_find(const drain_tab *t, uint64_t key)
-{
-    for (size_t i = drain_slot(t, key);; i = (i + 1) & (t->cap - 1)) {
-        if (t->e[i].key == key) {
-            return &t->e[i];
-        }
-        if (t->e[i].key == 0) {
-            return NULL;
-        }
-    }
-}
-
-/* Adds key (which must be absent); room must have been reserved. */
-static drain_ent *
-drain_put(drain_tab *t, uint64_t key)
-{
-    size_t i = drain_slot(t, key);
-    while (t->e[i].key != 0) {
-        i = (i + 1) & (t->cap - 1);
-    }
-    memset(&t->e[i], 0, sizeof(t->e[i]));
-    t->e[i].key = key;
-    t->n++;
-    return &t->e[i];
-}
-
-/* Makes room for extra more entries at a load of at most one half. */
-static cairn_err
-drain_reserve(drain_tab *t, size_t extra)
-{
-    if ((t->n + extra) * 2 <= t->cap) {
-        return CAIRN_OK;
-    }
-    drain_tab nt;
-    if (drain_tab_init(&nt, (t->n + extra) * 2) != CAIRN_OK) {
-        return CAIRN_ENOMEM;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->e[i].key != 0) {
-            *drain_put(&nt, t->e[i].key) = t->e[i];
-        }
-    }
-    cairni_store_free(t->e);
-    *t = nt;
-    return CAIRN_OK;
-}
-
-static void
-drain_del(drain_tab *t, drain_ent *e)
-{
-    size_t hole = (size_t)(e - t->e);
-    size_t i    = hole;
-    for (;;) {
-        i = (i + 1) & (t->cap - 1);
-        if (t->e[i].key == 0) {
-            break;
-        }
-        size_t home = drain_slot(t, t->e[i].key);
-        /* move e[i] into the hole unless its home lies in (hole, i] */
-        bool stays = hole <= i ? (home > hole && home <= i)
-                               : (home > hole || home <= i);
-        if (!stays) {
-            t->e[hole] = t->e[i];
-            hole       = i;
-        }
-    }
-    t->e[hole].key = 0;
-    t->n--;
-}
-
-/* ---- cursors and buffers -------------------------------------------------- */
+/* ---- cursors and buffers ------------------------------------------------- */
 
 static void
 drain_buf_clear(drain_buf *b)
@@ -210,7 +107,7 @@ drain_buf_clear(drain_buf *b)
         cairni_store_free(b->rows[i].blk);
     }
     b->pos = b->n = 0;
-    b->at_end     = false;
+    b->at_end = false;
 }
 
 /* Moves cursor[p] back to seq (if it is ahead): those rows are seen again. */
@@ -235,10 +132,10 @@ drain_hash(const char *key, size_t len)
 
 /* Has every fetch of priority x begun after the delete of e committed? */
 static bool
-drain_gone(const cairni_drain *d, const drain_ent *e, int x)
+drain_gone(const cairni_drain *d, const store_ent *e, int x)
 {
     const drain_buf *b = &d->buf[x];
-    uint32_t at_insert = (uint32_t)(x == 0 ? e->b >> 32 : e->b);
+    uint32_t         at_insert = (uint32_t)(x == 0 ? e->b >> 32 : e->b);
     return e->a != 0 ? e->a <= b->done : b->fetches != at_insert;
 }
 
@@ -248,13 +145,13 @@ static void
 drain_prune(cairni_drain *d)
 {
     for (size_t i = 0; i < d->acked.cap;) {
-        drain_ent *e = &d->acked.e[i];
-        bool gone = e->key != 0 &&
-                    (e->prio == DRAIN_PRIO_ANY
-                         ? drain_gone(d, e, 0) && drain_gone(d, e, 1)
-                         : drain_gone(d, e, e->prio));
+        store_ent *e = &d->acked.e[i];
+        bool       gone =
+            e->key != 0 && (e->prio == DRAIN_PRIO_ANY
+                                ? drain_gone(d, e, 0) && drain_gone(d, e, 1)
+                                : drain_gone(d, e, e->prio));
         if (gone) {
-            drain_del(&d->acked, e); /* a later entry may move into i */
+            cairni_tab_del(&d->acked, e); /* a later entry may move into i */
         } else {
             i++;
         }
@@ -265,10 +162,10 @@ drain_prune(cairni_drain *d)
 static void
 drain_mark_acked(cairni_drain *d, uint64_t seq, uint64_t ticket, int prio)
 {
-    drain_ent *e = drain_find(&d->acked, seq);
-    e            = e != NULL ? e : drain_put(&d->acked, seq);
-    e->a         = ticket;
-    e->b    = ((uint64_t)d->buf[0].fetches << 32) | d->buf[1].fetches;
+    store_ent *e = cairni_tab_find(&d->acked, seq);
+    e = e != NULL ? e : cairni_tab_put(&d->acked, seq);
+    e->a = ticket;
+    e->b = ((uint64_t)d->buf[0].fetches << 32) | d->buf[1].fetches;
     e->prio = (uint8_t)prio;
 }
 
@@ -276,15 +173,17 @@ static cairn_err
 drain_row_read(sqlite3_stmt *st, drain_row *r)
 {
     const void *env = sqlite3_column_blob(st, 2);
-    r->len          = (size_t)sqlite3_column_bytes(st, 2);
-    r->blk          = cairni_store_malloc(r->len);
+    r->len = (size_t)sqlite3_column_bytes(st, 2);
+    r->blk = cairni_store_malloc(r->len);
     if (r->blk == NULL) {
         return CAIRN_ENOMEM;
     }
-    memcpy(r->blk, env, r->len);
-    r->seq     = (uint64_t)sqlite3_column_int64(st, 0);
-    r->hash    = drain_hash((const char *)sqlite3_column_text(st, 1),
-                            (size_t)sqlite3_column_bytes(st, 1));
+    if (r->len > 0) {
+        memcpy(r->blk, env, r->len);
+    }
+    r->seq = (uint64_t)sqlite3_column_int64(st, 0);
+    r->hash = drain_hash((const char *)sqlite3_column_text(st, 1),
+                         (size_t)sqlite3_column_bytes(st, 1));
     r->attempt = (uint32_t)sqlite3_column_int64(st, 3);
     r->next_at = sqlite3_column_int64(st, 4);
     r->expires = sqlite3_column_int64(st, 5);
@@ -295,13 +194,13 @@ drain_row_read(sqlite3_stmt *st, drain_row *r)
 static cairn_err
 drain_fetch(cairni_drain *d, int p)
 {
-    drain_buf    *b    = &d->buf[p];
-    sqlite3_stmt *st   = d->page;
+    drain_buf    *b = &d->buf[p];
+    sqlite3_stmt *st = d->page;
     uint64_t      done = cairni_store_acks_done(d->s);
-    uint64_t      gen  = atomic_load(&d->s->rows_gen);
+    uint64_t      gen = atomic_load(&d->s->rows_gen);
     size_t        bytes = 0;
-    cairn_err     rv    = CAIRN_OK;
-    int           rc    = SQLITE_ROW;
+    cairn_err     rv = CAIRN_OK;
+    int           rc = SQLITE_ROW;
 
     drain_buf_clear(b);
     b->evict_gen = atomic_load(&d->s->evict_gen);
@@ -323,13 +222,13 @@ drain_fetch(cairni_drain *d, int p)
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         rv = cairni_store_sqlerr(rc);
     }
-    b->at_end  = rv == CAIRN_OK && rc == SQLITE_DONE;
+    b->at_end = rv == CAIRN_OK && rc == SQLITE_DONE;
     b->end_gen = gen;
     drain_prune(d);
     return b->n > 0 ? CAIRN_OK : rv;
 }
 
-/* ---- handing out ------------------------------------------------------------ */
+/* ---- handing out --------------------------------------------------------- */
 
 static bool
 drain_due(const cairni_drain *d, int64_t next_at, uint64_t now)
@@ -339,20 +238,30 @@ drain_due(const cairni_drain *d, int64_t next_at, uint64_t now)
            (uint64_t)next_at > now + d->s->retry.max_ms + 60000u;
 }
 
+/* Holds key hash back from head on until next_at.  The key may have a
+ * lane already (after a restart, a later record of it waits for its own
+ * retry while an earlier one is in flight): the earlier head wins, and
+ * the later record opens its lane again when the rescan meets it. */
 static cairn_err
 drain_lane_add(cairni_drain *d, int p, uint64_t hash, uint64_t head,
                int64_t next_at)
 {
-    if (d->lanes[p].n >= DRAIN_LANES_MAX) {
-        return CAIRN_EFULL;
+    store_ent *l = cairni_tab_find(&d->lanes[p], hash);
+    if (l == NULL) {
+        if (d->lanes[p].n >= DRAIN_LANES_MAX) {
+            return CAIRN_EFULL;
+        }
+        if (cairni_tab_reserve(&d->lanes[p], 1) != CAIRN_OK) {
+            return CAIRN_ENOMEM;
+        }
+        l = cairni_tab_put(&d->lanes[p], hash);
+        l->a = UINT64_MAX;
     }
-    if (drain_reserve(&d->lanes[p], 1) != CAIRN_OK) {
-        return CAIRN_ENOMEM;
+    if (head < l->a) {
+        l->a = head;
+        l->b = (uint64_t)next_at;
     }
-    drain_ent *l = drain_put(&d->lanes[p], hash);
-    l->a         = head;
-    l->b         = (uint64_t)next_at;
-    d->lane_min  = l->b < d->lane_min ? l->b : d->lane_min;
+    d->lane_min = l->b < d->lane_min ? l->b : d->lane_min;
     return CAIRN_OK;
 }
 
@@ -365,12 +274,12 @@ drain_lanes_due(cairni_drain *d, uint64_t now)
     }
     d->lane_min = UINT64_MAX;
     for (int p = 0; p < 2; p++) {
-        drain_tab *t = &d->lanes[p];
+        store_tab *t = &d->lanes[p];
         for (size_t i = 0; i < t->cap;) {
-            drain_ent *l = &t->e[i];
+            store_ent *l = &t->e[i];
             if (l->key != 0 && drain_due(d, (int64_t)l->b, now)) {
                 drain_rewind(d, p, l->a - 1);
-                drain_del(t, l);
+                cairni_tab_del(t, l);
                 continue;
             }
             if (l->key != 0 && l->b < d->lane_min) {
@@ -389,16 +298,16 @@ drain_hand(cairni_drain *d, int p, drain_row *r, cairn_record *rec)
     if (cairn_envelope_decode(r->blk, r->len, &rec->env) != CAIRN_OK) {
         return CAIRN_EPROTO;
     }
-    drain_ent *e = drain_put(&d->inflight, r->seq);
-    e->a         = r->hash;
-    e->attempt   = r->attempt;
-    e->prio      = (uint8_t)p;
+    store_ent *e = cairni_tab_put(&d->inflight, r->seq);
+    e->a = r->hash;
+    e->attempt = r->attempt;
+    e->prio = (uint8_t)p;
     memcpy(e->id, rec->env.id, CAIRN_ID_LEN);
-    rec->seq     = r->seq;
+    rec->seq = r->seq;
     rec->attempt = r->attempt;
-    rec->prio    = p;
-    rec->data    = r->blk;
-    rec->len     = r->len;
+    rec->prio = p;
+    rec->data = r->blk;
+    rec->len = r->len;
     rec->env.attempt = r->attempt;
     if (r->attempt > 0) {
         rec->env.flags |= CAIRN_ENV_HAS_ATTEMPT;
@@ -413,7 +322,7 @@ static void
 drain_bury(cairni_drain *d, uint64_t seq)
 {
     store_req req = {.kind = STORE_REQ_DEAD, .dest = d->dest};
-    req.u.nack.seq   = seq;
+    req.u.nack.seq = seq;
     req.u.nack.error = "stored envelope does not decode";
     (void)cairni_store_submit(d->s, &req);
 }
@@ -424,10 +333,10 @@ static int
 drain_judge(cairni_drain *d, int p, const drain_row *r, uint64_t now,
             cairn_err *rv)
 {
-    if (drain_find(&d->inflight, r->seq) != NULL ||
-        drain_find(&d->acked, r->seq) != NULL ||
+    if (cairni_tab_find(&d->inflight, r->seq) != NULL ||
+        cairni_tab_find(&d->acked, r->seq) != NULL ||
         (r->expires != 0 && r->expires <= (int64_t)now) ||
-        (d->lanes[p].n > 0 && drain_find(&d->lanes[p], r->hash) != NULL)) {
+        (d->lanes[p].n > 0 && cairni_tab_find(&d->lanes[p], r->hash) != NULL)) {
         return DRAIN_SKIP;
     }
     if (drain_due(d, r->next_at, now)) {
@@ -443,10 +352,10 @@ drain_judge(cairni_drain *d, int p, const drain_row *r, uint64_t now,
 
 /* Hands out rows of priority p until max, the window, or the end. */
 static cairn_err
-drain_take(cairni_drain *d, int p, cairn_record *recs, size_t max,
-           size_t *got, uint64_t now)
+drain_take(cairni_drain *d, int p, cairn_record *recs, size_t max, size_t *got,
+           uint64_t now)
 {
-    drain_buf *b  = &d->buf[p];
+    drain_buf *b = &d->buf[p];
     cairn_err  rv = CAIRN_OK;
     while (*got < max && d->inflight.n < d->window) {
         if (b->evict_gen != atomic_load(&d->s->evict_gen)) {
@@ -454,20 +363,19 @@ drain_take(cairni_drain *d, int p, cairn_record *recs, size_t max,
             b->evict_gen = atomic_load(&d->s->evict_gen);
         }
         if (b->pos == b->n) {
-            if ((b->at_end &&
-                 b->end_gen == atomic_load(&d->s->rows_gen)) ||
+            if ((b->at_end && b->end_gen == atomic_load(&d->s->rows_gen)) ||
                 (rv = drain_fetch(d, p)) != CAIRN_OK || b->n == 0) {
                 return rv;
             }
             continue;
         }
-        drain_row *r       = &b->rows[b->pos];
+        drain_row *r = &b->rows[b->pos];
         int        verdict = drain_judge(d, p, r, now, &rv);
         if (verdict == DRAIN_STOP) {
             return rv;
         }
         if (verdict == DRAIN_HAND) {
-            if (drain_reserve(&d->inflight, 1) != CAIRN_OK) {
+            if (cairni_tab_reserve(&d->inflight, 1) != CAIRN_OK) {
                 return CAIRN_ENOMEM; /* the row stays for the next call */
             }
             if (drain_hand(d, p, r, &recs[*got]) == CAIRN_OK) {
@@ -477,7 +385,7 @@ drain_take(cairni_drain *d, int p, cairn_record *recs, size_t max,
             }
         }
         cairni_store_free(r->blk);
-        r->blk    = NULL;
+        r->blk = NULL;
         b->cursor = r->seq;
         b->pos++;
     }
@@ -496,14 +404,17 @@ drain_fill(cairni_drain *d, cairn_record *recs, size_t max, size_t *got)
     return *got > 0 ? CAIRN_OK : rv;
 }
 
-/* ---- the API ----------------------------------------------------------------- */
+/* ---- the API ------------------------------------------------------------- */
 
+/* Under d->mu: the window may have room; wake waiting next() calls.  The
+ * broadcast takes s->emu, so it cannot fall between a waiter's check of
+ * kicks and its wait. */
 static void
 drain_kick(cairni_drain *d)
 {
-    if (atomic_load(&d->waiting)) {
+    atomic_fetch_add(&d->kicks, 1);
+    if (atomic_load(&d->waiting) > 0) {
         pthread_mutex_lock(&d->s->emu);
-        d->kick = true;
         pthread_cond_broadcast(&d->s->ecv);
         pthread_mutex_unlock(&d->s->emu);
     }
@@ -514,17 +425,18 @@ static void
 drain_wait(cairni_drain *d, uint64_t gen, uint64_t wake_ms)
 {
     cairni_store *s = d->s;
-    atomic_store(&d->waiting, true);
+    uint64_t      kicks = atomic_load(&d->kicks);
+    atomic_fetch_add(&d->waiting, 1);
     pthread_mutex_unlock(&d->mu);
     pthread_mutex_lock(&s->emu);
-    while (!d->kick && atomic_load(&s->rows_gen) == gen &&
-           !atomic_load(&s->closing) && cairni_mono_ms() < wake_ms) {
+    while (atomic_load(&d->kicks) == kicks &&
+           atomic_load(&s->rows_gen) == gen && !atomic_load(&s->closing) &&
+           cairni_mono_ms() < wake_ms) {
         cairni_store_cond_wait_ms(&s->ecv, &s->emu, wake_ms);
     }
-    d->kick = false;
     pthread_mutex_unlock(&s->emu);
     pthread_mutex_lock(&d->mu);
-    atomic_store(&d->waiting, false);
+    atomic_fetch_sub(&d->waiting, 1);
 }
 
 cairn_err
@@ -535,12 +447,12 @@ cairni_drain_next(cairni_drain *d, cairn_record *recs, size_t max,
     if (d == NULL || recs == NULL || n == NULL || max == 0) {
         return CAIRN_EINVAL;
     }
-    *n                = 0;
+    *n = 0;
     uint64_t deadline = cairni_mono_ms() + wait_ms;
     pthread_mutex_lock(&d->mu);
     for (;;) {
         uint64_t gen = atomic_load(&d->s->rows_gen);
-        rv           = drain_fill(d, recs, max, n);
+        rv = drain_fill(d, recs, max, n);
         uint64_t now = cairni_mono_ms();
         if (*n > 0 || rv != CAIRN_OK || now >= deadline ||
             atomic_load(&d->s->closing)) {
@@ -549,8 +461,8 @@ cairni_drain_next(cairni_drain *d, cairn_record *recs, size_t max,
         uint64_t wake = deadline;
         if (d->lane_min != UINT64_MAX) {
             uint64_t wall = cairn_now_ms();
-            uint64_t in   = d->lane_min > wall ? d->lane_min - wall : 0;
-            wake          = now + in + 1 < wake ? now + in + 1 : wake;
+            uint64_t in = d->lane_min > wall ? d->lane_min - wall : 0;
+            wake = now + in + 1 < wake ? now + in + 1 : wake;
         }
         drain_wait(d, gen, wake);
     }
@@ -564,15 +476,15 @@ cairni_record_fini(cairn_record *r)
     if (r != NULL) {
         cairni_store_free(r->data);
         r->data = NULL;
-        r->len  = 0;
+        r->len = 0;
     }
 }
 
 /* Leaves flight: the window has room again. */
 static void
-drain_land(cairni_drain *d, drain_ent *e)
+drain_land(cairni_drain *d, store_ent *e)
 {
-    drain_del(&d->inflight, e);
+    cairni_tab_del(&d->inflight, e);
     atomic_fetch_sub(&d->dest->inflight, 1);
     drain_kick(d);
 }
@@ -585,14 +497,14 @@ cairni_drain_ack(cairni_drain *d, uint64_t seq)
         return CAIRN_EINVAL;
     }
     pthread_mutex_lock(&d->mu);
-    cairn_err rv = drain_reserve(&d->acked, 1);
+    cairn_err rv = cairni_tab_reserve(&d->acked, 1);
     if (rv == CAIRN_OK) {
         rv = cairni_store_queue_ack(d->s, d->dest, seq, &ticket);
     }
     if (rv == CAIRN_OK) {
         /* Not in flight: taken back by a nack or reset, yet the far side
          * has it after all.  Delete it; rescans skip it. */
-        drain_ent *e = drain_find(&d->inflight, seq);
+        store_ent *e = cairni_tab_find(&d->inflight, seq);
         drain_mark_acked(d, seq, ticket, e != NULL ? e->prio : DRAIN_PRIO_ANY);
         if (e != NULL) {
             drain_land(d, e);
@@ -612,9 +524,9 @@ drain_hold_key(cairni_drain *d, int p, uint64_t hash, uint64_t seq,
         drain_rewind(d, p, seq - 1); /* no lane: retried without waiting */
     }
     for (size_t i = 0; i < d->inflight.cap;) {
-        drain_ent *e = &d->inflight.e[i];
+        store_ent *e = &d->inflight.e[i];
         if (e->key > seq && e->prio == p && e->a == hash) {
-            if (d->lanes[p].n == 0 || !drain_find(&d->lanes[p], hash)) {
+            if (d->lanes[p].n == 0 || !cairni_tab_find(&d->lanes[p], hash)) {
                 drain_rewind(d, p, e->key - 1);
             }
             drain_land(d, e); /* a later entry may move into i */
@@ -625,19 +537,19 @@ drain_hold_key(cairni_drain *d, int p, uint64_t hash, uint64_t seq,
 }
 
 static void
-drain_nack_req(cairni_drain *d, const drain_ent *e, bool permanent,
+drain_nack_req(cairni_drain *d, const store_ent *e, bool permanent,
                const char *error, store_req *req)
 {
     const cairni_retry_cfg *r = &d->s->retry;
-    uint32_t attempt = e->attempt + 1;
-    bool     dead    = permanent || (r->max_attempts > 0 &&
-                                  (int64_t)attempt >= r->max_attempts);
+    uint32_t                attempt = e->attempt + 1;
+    bool                    dead = permanent ||
+                (r->max_attempts > 0 && (int64_t)attempt >= r->max_attempts);
     memset(req, 0, sizeof(*req));
-    req->kind             = dead ? STORE_REQ_DEAD : STORE_REQ_NACK;
-    req->dest             = d->dest;
-    req->u.nack.seq       = e->key;
-    req->u.nack.attempt   = attempt;
-    req->u.nack.error     = error != NULL ? error : "nack";
+    req->kind = dead ? STORE_REQ_DEAD : STORE_REQ_NACK;
+    req->dest = d->dest;
+    req->u.nack.seq = e->key;
+    req->u.nack.attempt = attempt;
+    req->u.nack.error = error != NULL ? error : "nack";
     memcpy(req->u.nack.id, e->id, CAIRN_ID_LEN);
     if (!dead) {
         req->u.nack.next_at =
@@ -655,8 +567,8 @@ cairni_drain_nack(cairni_drain *d, uint64_t seq, bool permanent,
         return CAIRN_EINVAL;
     }
     pthread_mutex_lock(&d->mu);
-    drain_ent *e  = drain_find(&d->inflight, seq);
-    cairn_err  rv = e != NULL ? drain_reserve(&d->acked, 1) : CAIRN_ENOENT;
+    store_ent *e = cairni_tab_find(&d->inflight, seq);
+    cairn_err  rv = e != NULL ? cairni_tab_reserve(&d->acked, 1) : CAIRN_ENOENT;
     if (rv != CAIRN_OK) {
         goto out;
     }
@@ -665,7 +577,7 @@ cairni_drain_nack(cairni_drain *d, uint64_t seq, bool permanent,
     if (rv != CAIRN_OK && rv != CAIRN_ENOENT) {
         goto out; /* still in flight; the caller may try again */
     }
-    int      p    = e->prio;
+    int      p = e->prio;
     uint64_t hash = e->a;
     drain_land(d, e);
     if (rv == CAIRN_ENOENT || req.kind == STORE_REQ_DEAD) {
@@ -686,7 +598,7 @@ cairni_drain_reset(cairni_drain *d)
     }
     pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < d->inflight.cap; i++) {
-        drain_ent *e = &d->inflight.e[i];
+        store_ent *e = &d->inflight.e[i];
         if (e->key != 0) {
             drain_rewind(d, e->prio, e->key - 1);
             e->key = 0;
@@ -698,7 +610,7 @@ cairni_drain_reset(cairni_drain *d)
     pthread_mutex_unlock(&d->mu);
 }
 
-/* ---- open and close ---------------------------------------------------------- */
+/* ---- open and close ------------------------------------------------------ */
 
 static void
 drain_free(cairni_drain *d)
@@ -720,16 +632,16 @@ drain_free(cairni_drain *d)
 static cairn_err
 drain_init(cairni_drain *d)
 {
-    size_t    w  = d->window < 512 ? d->window : 512; /* grows if needed */
-    cairn_err rv = drain_tab_init(&d->inflight, 2 * w + 2);
+    size_t    w = d->window < 512 ? d->window : 512; /* grows if needed */
+    cairn_err rv = cairni_tab_init(&d->inflight, 2 * w + 2);
     if (rv == CAIRN_OK) {
-        rv = drain_tab_init(&d->acked, 64);
+        rv = cairni_tab_init(&d->acked, 64);
     }
     for (int p = 0; p < 2 && rv == CAIRN_OK; p++) {
-        rv = drain_tab_init(&d->lanes[p], 16);
+        rv = cairni_tab_init(&d->lanes[p], 16);
     }
     if (rv == CAIRN_OK) {
-        rv = cairni_store_conn(d->s, false, &d->rdb);
+        rv = cairni_store_conn(d->s, &d->rdb);
     }
     if (rv == CAIRN_OK) {
         rv = cairni_store_prepare(
@@ -749,7 +661,7 @@ cairni_drain_open(cairni_store *s, const char *dest, cairni_drain **dp)
         return CAIRN_EINVAL;
     }
     size_t      len = strlen(dest);
-    store_dest *sd  = cairni_store_dest(s, dest, len, true);
+    store_dest *sd = cairni_store_dest(s, dest, len, true);
     if (sd == NULL) {
         return len == 0 || len > STORE_DEST_NAME_MAX ? CAIRN_EINVAL
                                                      : CAIRN_ENOMEM;
@@ -760,9 +672,9 @@ cairni_drain_open(cairni_store *s, const char *dest, cairni_drain **dp)
     }
     pthread_mutex_init(&d->mu, NULL);
     pthread_mutex_init(&d->imu, NULL);
-    d->s        = s;
-    d->dest     = sd;
-    d->window   = sd->cfg.window;
+    d->s = s;
+    d->dest = sd;
+    d->window = sd->cfg.window;
     d->lane_min = UINT64_MAX;
     pthread_mutex_lock(&s->mu);
     cairn_err rv = sd->draining ? CAIRN_EBUSY : CAIRN_OK;
@@ -800,7 +712,7 @@ cairni_drain_close(cairni_drain *d)
     drain_free(d);
 }
 
-/* ---- for inbox.c ------------------------------------------------------------- */
+/* ---- for inbox.c --------------------------------------------------------- */
 
 cairni_store *
 cairni_drain_store(cairni_drain *d)
@@ -831,8 +743,8 @@ cairn_err
 cairni_drain_check(cairni_drain *d, uint64_t seq)
 {
     pthread_mutex_lock(&d->mu);
-    cairn_err rv = drain_find(&d->inflight, seq) != NULL
-                       ? drain_reserve(&d->acked, 1)
+    cairn_err rv = cairni_tab_find(&d->inflight, seq) != NULL
+                       ? cairni_tab_reserve(&d->acked, 1)
                        : CAIRN_ENOENT;
     pthread_mutex_unlock(&d->mu);
     return rv;
@@ -842,8 +754,8 @@ void
 cairni_drain_done(cairni_drain *d, uint64_t seq)
 {
     pthread_mutex_lock(&d->mu);
-    drain_ent *e = drain_find(&d->inflight, seq);
-    if (drain_reserve(&d->acked, 1) == CAIRN_OK) {
+    store_ent *e = cairni_tab_find(&d->inflight, seq);
+    if (cairni_tab_reserve(&d->acked, 1) == CAIRN_OK) {
         drain_mark_acked(d, seq, 0, e != NULL ? e->prio : DRAIN_PRIO_ANY);
     }
     if (e != NULL) {

@@ -17,7 +17,7 @@
 static void
 outbox_ages(cairni_store *s, store_dest *d, cairni_dest_stats *st)
 {
-    uint64_t now    = cairn_now_ms();
+    uint64_t now = cairn_now_ms();
     int64_t  oldest = INT64_MAX;
     pthread_mutex_lock(&s->qmu);
     for (int prio = 0; prio <= CAIRNI_PRIO_HIGH; prio++) {
@@ -25,7 +25,7 @@ outbox_ages(cairni_store *s, store_dest *d, cairni_dest_stats *st)
         sqlite3_bind_int(s->q_oldest, 2, prio);
         if (sqlite3_step(s->q_oldest) == SQLITE_ROW) {
             int64_t c = sqlite3_column_int64(s->q_oldest, 0);
-            oldest    = c < oldest ? c : oldest;
+            oldest = c < oldest ? c : oldest;
         }
         sqlite3_reset(s->q_oldest);
     }
@@ -33,8 +33,7 @@ outbox_ages(cairni_store *s, store_dest *d, cairni_dest_stats *st)
     sqlite3_bind_int64(s->q_retry, 2, (int64_t)now);
     if (sqlite3_step(s->q_retry) == SQLITE_ROW &&
         sqlite3_column_type(s->q_retry, 0) != SQLITE_NULL) {
-        st->next_retry_ms =
-            (uint64_t)sqlite3_column_int64(s->q_retry, 0) - now;
+        st->next_retry_ms = (uint64_t)sqlite3_column_int64(s->q_retry, 0) - now;
     }
     sqlite3_reset(s->q_retry);
     pthread_mutex_unlock(&s->qmu);
@@ -50,18 +49,18 @@ outbox_fill(cairni_store *s, store_dest *d, cairni_dest_stats *st)
     snprintf(st->name, sizeof(st->name), "%s", d->name);
     int64_t depth = atomic_load(&d->depth), bytes = atomic_load(&d->bytes);
     int64_t dd = atomic_load(&d->ddepth), db = atomic_load(&d->dbytes);
-    st->depth      = depth > 0 ? (uint64_t)depth : 0;
-    st->bytes      = bytes > 0 ? (uint64_t)bytes : 0;
+    st->depth = depth > 0 ? (uint64_t)depth : 0;
+    st->bytes = bytes > 0 ? (uint64_t)bytes : 0;
     st->dead_depth = dd > 0 ? (uint64_t)dd : 0;
     st->dead_bytes = db > 0 ? (uint64_t)db : 0;
-    st->inflight   = atomic_load(&d->inflight);
-    st->enqueued   = atomic_load(&d->enqueued);
-    st->acked      = atomic_load(&d->acked);
-    st->retried    = atomic_load(&d->retried);
-    st->expired    = atomic_load(&d->expired);
-    st->dropped    = atomic_load(&d->dropped);
-    st->dead       = atomic_load(&d->dead);
-    st->rejected   = atomic_load(&d->rejected);
+    st->inflight = atomic_load(&d->inflight);
+    st->enqueued = atomic_load(&d->enqueued);
+    st->acked = atomic_load(&d->acked);
+    st->retried = atomic_load(&d->retried);
+    st->expired = atomic_load(&d->expired);
+    st->dropped = atomic_load(&d->dropped);
+    st->dead = atomic_load(&d->dead);
+    st->rejected = atomic_load(&d->rejected);
     st->duplicates = atomic_load(&d->duplicates);
     if (st->depth > 0) {
         outbox_ages(s, d, st);
@@ -100,9 +99,8 @@ cairni_store_render_outbox(cairni_store *s, cairni_buf *out)
             out,
             "%-20s %8llu %10llu %8llu %7.1fs %7llums %9llu %9llu %7llu"
             " %7llu %7llu %6llu %8llu\n",
-            st.name, (unsigned long long)st.depth,
-            (unsigned long long)st.bytes, (unsigned long long)st.inflight,
-            (double)st.oldest_ms / 1000.0,
+            st.name, (unsigned long long)st.depth, (unsigned long long)st.bytes,
+            (unsigned long long)st.inflight, (double)st.oldest_ms / 1000.0,
             (unsigned long long)st.next_retry_ms,
             (unsigned long long)st.enqueued, (unsigned long long)st.acked,
             (unsigned long long)st.retried, (unsigned long long)st.expired,
@@ -115,16 +113,16 @@ cairni_store_render_outbox(cairni_store *s, cairni_buf *out)
 static void
 outbox_metric_values(const cairni_dest_stats *st, double v[12])
 {
-    v[0]  = (double)st->depth;
-    v[1]  = (double)st->bytes;
-    v[2]  = (double)st->inflight;
-    v[3]  = (double)st->oldest_ms / 1000.0;
-    v[4]  = (double)st->enqueued;
-    v[5]  = (double)st->acked;
-    v[6]  = (double)st->retried;
-    v[7]  = (double)st->expired;
-    v[8]  = (double)st->dropped;
-    v[9]  = (double)st->dead;
+    v[0] = (double)st->depth;
+    v[1] = (double)st->bytes;
+    v[2] = (double)st->inflight;
+    v[3] = (double)st->oldest_ms / 1000.0;
+    v[4] = (double)st->enqueued;
+    v[5] = (double)st->acked;
+    v[6] = (double)st->retried;
+    v[7] = (double)st->expired;
+    v[8] = (double)st->dropped;
+    v[9] = (double)st->dead;
     v[10] = (double)st->rejected;
     v[11] = (double)st->dead_depth;
 }
@@ -186,8 +184,7 @@ cairni_store_render_metrics(cairni_store *s, cairni_buf *out)
         int         nl = (int)(sp - outbox_metric_names[m]);
         cairni_buf_printf(out, "# TYPE %s\n", outbox_metric_names[m]);
         for (size_t i = 0; i < n; i++) {
-            cairni_buf_printf(out, "%.*s{dest=\"", nl,
-                              outbox_metric_names[m]);
+            cairni_buf_printf(out, "%.*s{dest=\"", nl, outbox_metric_names[m]);
             cairni_prom_escape(out, dests[i]->name, strlen(dests[i]->name));
             cairni_buf_printf(out, "\"} %.15g\n", v[i][m]);
         }
@@ -196,32 +193,39 @@ cairni_store_render_metrics(cairni_store *s, cairni_buf *out)
     outbox_render_hist(s, out);
 }
 
-/* ---- dead letters ------------------------------------------------------------ */
+/* ---- dead letters -------------------------------------------------------- */
+
+/* One line of the dead-letter list: id dest attempts age error. */
+static void
+outbox_dlq_line(sqlite3_stmt *st, uint64_t now, cairni_buf *out)
+{
+    char        id[37];
+    const void *msgid = sqlite3_column_blob(st, 0);
+    int         idlen = sqlite3_column_bytes(st, 0);
+    const char *dest = (const char *)sqlite3_column_text(st, 1);
+    int64_t     died = sqlite3_column_int64(st, 3);
+    const char *error = (const char *)sqlite3_column_text(st, 4);
+    if (msgid == NULL || idlen != CAIRN_ID_LEN) {
+        return;
+    }
+    cairn_id_format(msgid, id);
+    cairni_buf_printf(
+        out, "%s %s %lld %.1fs %s\n", id, dest != NULL ? dest : "-",
+        (long long)sqlite3_column_int64(st, 2),
+        now > (uint64_t)died ? (double)(now - (uint64_t)died) / 1000.0 : 0.0,
+        error != NULL ? error : "-");
+}
 
 cairn_err
 cairni_dlq_list(cairni_store *s, size_t limit, cairni_buf *out)
 {
     sqlite3_stmt *st = s->q_dlq;
     uint64_t      now = cairn_now_ms();
-    char          id[37];
     int           rc;
     pthread_mutex_lock(&s->qmu);
     sqlite3_bind_int64(st, 1, limit == 0 ? -1 : (int64_t)limit);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const void *msgid = sqlite3_column_blob(st, 0);
-        int64_t     died  = sqlite3_column_int64(st, 3);
-        const char *error = (const char *)sqlite3_column_text(st, 4);
-        if (msgid == NULL || sqlite3_column_bytes(st, 0) != CAIRN_ID_LEN) {
-            continue;
-        }
-        cairn_id_format(msgid, id);
-        cairni_buf_printf(out, "%s %s %lld %.1fs %s\n", id,
-                          (const char *)sqlite3_column_text(st, 1),
-                          (long long)sqlite3_column_int64(st, 2),
-                          now > (uint64_t)died
-                              ? (double)(now - (uint64_t)died) / 1000.0
-                              : 0.0,
-                          error != NULL ? error : "-");
+        outbox_dlq_line(st, now, out);
     }
     sqlite3_reset(st);
     pthread_mutex_unlock(&s->qmu);
@@ -240,7 +244,7 @@ cairni_dlq_replay(cairni_store *s, const char *id, bool all, size_t *n)
         return CAIRN_EINVAL;
     }
     req.u.replay.id = all ? NULL : msgid;
-    cairn_err rv    = cairni_store_submit(s, &req);
+    cairn_err rv = cairni_store_submit(s, &req);
     if (n != NULL) {
         *n = rv == CAIRN_OK ? req.u.replay.n : 0;
     }

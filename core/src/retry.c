@@ -44,7 +44,7 @@ uint64_t
 cairni_backoff_cap(const cairni_retry_cfg *r, uint32_t attempt)
 {
     uint64_t init = r->initial_ms;
-    uint64_t max  = r->max_ms;
+    uint64_t max = r->max_ms;
     double   mult = r->multiplier;
 
     if (init >= max) {
@@ -54,7 +54,7 @@ cairni_backoff_cap(const cairni_retry_cfg *r, uint32_t attempt)
         return init;
     }
     double limit = (double)max / (double)init;
-    double f     = retry_pow(mult, (uint64_t)attempt - 1, limit);
+    double f = retry_pow(mult, (uint64_t)attempt - 1, limit);
     if (!(f < limit)) { /* too big, infinite or NaN */
         return max;
     }
@@ -77,8 +77,7 @@ retry_mulhi(uint64_t a, uint64_t b)
 }
 
 uint64_t
-cairni_backoff_delay(const cairni_retry_cfg *r, uint32_t attempt,
-                     uint64_t rnd)
+cairni_backoff_delay(const cairni_retry_cfg *r, uint32_t attempt, uint64_t rnd)
 {
     uint64_t cap = cairni_backoff_cap(r, attempt);
     if (cap == UINT64_MAX) {

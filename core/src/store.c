@@ -29,19 +29,19 @@
 
 #define STORE_BUSY_MS 10000
 
-/* ---- allocation hooks ------------------------------------------------------ */
+/* ---- allocation hooks ---------------------------------------------------- */
 
-static void *(*store_malloc_fn)(size_t)          = malloc;
+static void *(*store_malloc_fn)(size_t) = malloc;
 static void *(*store_realloc_fn)(void *, size_t) = realloc;
-static void (*store_free_fn)(void *)             = free;
+static void (*store_free_fn)(void *) = free;
 
 void
 cairni_store_set_allocs(void *(*m)(size_t), void *(*r)(void *, size_t),
                         void (*f)(void *))
 {
-    store_malloc_fn  = m != NULL ? m : malloc;
+    store_malloc_fn = m != NULL ? m : malloc;
     store_realloc_fn = r != NULL ? r : realloc;
-    store_free_fn    = f != NULL ? f : free;
+    store_free_fn = f != NULL ? f : free;
 }
 
 void *
@@ -117,8 +117,8 @@ cairni_store_step_done(sqlite3_stmt *st)
 cairn_err
 cairni_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
-    int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
-                                NULL);
+    int rc =
+        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
     if (rc != SQLITE_OK) {
         *st = NULL;
         return cairni_store_sqlerr(rc);
@@ -147,12 +147,103 @@ void
 cairni_store_cond_wait_us(pthread_cond_t *cv, pthread_mutex_t *mu,
                           uint64_t abs_us)
 {
-    struct timespec ts = {.tv_sec  = (time_t)(abs_us / 1000000),
+    struct timespec ts = {.tv_sec = (time_t)(abs_us / 1000000),
                           .tv_nsec = (long)(abs_us % 1000000) * 1000L};
     (void)pthread_cond_timedwait(cv, mu, &ts);
 }
 
-/* ---- schema ----------------------------------------------------------------- */
+/* ---- tables keyed by seq (linear probing, backward-shift delete) --------- */
+
+static size_t
+store_tab_slot(const store_tab *t, uint64_t key)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (t->cap - 1);
+}
+
+cairn_err
+cairni_tab_init(store_tab *t, size_t min)
+{
+    t->cap = 16;
+    while (t->cap < min) {
+        t->cap *= 2;
+    }
+    t->n = 0;
+    t->e = cairni_store_calloc(t->cap, sizeof(*t->e));
+    return t->e != NULL ? CAIRN_OK : CAIRN_ENOMEM;
+}
+
+store_ent *
+cairni_tab_find(const store_tab *t, uint64_t key)
+{
+    for (size_t i = store_tab_slot(t, key);; i = (i + 1) & (t->cap - 1)) {
+        if (t->e[i].key == key) {
+            return &t->e[i];
+        }
+        if (t->e[i].key == 0) {
+            return NULL;
+        }
+    }
+}
+
+/* Adds key (which must be absent); room must have been reserved. */
+store_ent *
+cairni_tab_put(store_tab *t, uint64_t key)
+{
+    size_t i = store_tab_slot(t, key);
+    while (t->e[i].key != 0) {
+        i = (i + 1) & (t->cap - 1);
+    }
+    memset(&t->e[i], 0, sizeof(t->e[i]));
+    t->e[i].key = key;
+    t->n++;
+    return &t->e[i];
+}
+
+/* Makes room for extra more entries at a load of at most one half. */
+cairn_err
+cairni_tab_reserve(store_tab *t, size_t extra)
+{
+    if ((t->n + extra) * 2 <= t->cap) {
+        return CAIRN_OK;
+    }
+    store_tab nt;
+    if (cairni_tab_init(&nt, (t->n + extra) * 2) != CAIRN_OK) {
+        return CAIRN_ENOMEM;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->e[i].key != 0) {
+            *cairni_tab_put(&nt, t->e[i].key) = t->e[i];
+        }
+    }
+    cairni_store_free(t->e);
+    *t = nt;
+    return CAIRN_OK;
+}
+
+void
+cairni_tab_del(store_tab *t, store_ent *e)
+{
+    size_t hole = (size_t)(e - t->e);
+    size_t i = hole;
+    for (;;) {
+        i = (i + 1) & (t->cap - 1);
+        if (t->e[i].key == 0) {
+            break;
+        }
+        size_t home = store_tab_slot(t, t->e[i].key);
+        /* move e[i] into the hole unless its home lies in (hole, i] */
+        bool stays =
+            hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+        if (!stays) {
+            t->e[hole] = t->e[i];
+            hole = i;
+        }
+    }
+    t->e[hole].key = 0;
+    t->n--;
+}
+
+/* ---- schema -------------------------------------------------------------- */
 
 static const char *const store_migrations[] = {
     /* 0 -> 1 */
@@ -181,11 +272,11 @@ static const char *const store_migrations[] = {
 #define STORE_SCHEMA_VERSION ((int)CAIRNI_ARRAY_LEN(store_migrations))
 
 static const char *const store_sql[WS_COUNT] = {
-    [WS_BEGIN]       = "BEGIN IMMEDIATE",
-    [WS_COMMIT]      = "COMMIT",
-    [WS_ROLLBACK]    = "ROLLBACK",
-    [WS_SAVEPOINT]   = "SAVEPOINT req",
-    [WS_RELEASE]     = "RELEASE req",
+    [WS_BEGIN] = "BEGIN IMMEDIATE",
+    [WS_COMMIT] = "COMMIT",
+    [WS_ROLLBACK] = "ROLLBACK",
+    [WS_SAVEPOINT] = "SAVEPOINT req",
+    [WS_RELEASE] = "RELEASE req",
     [WS_ROLLBACK_TO] = "ROLLBACK TO req",
     [WS_PUT] = "INSERT INTO outbox(dest, okey, prio, env, bytes, created,"
                " expires) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -201,7 +292,7 @@ static const char *const store_sql[WS_COUNT] = {
                      " ORDER BY prio, seq LIMIT 64",
     [WS_EVICT_DEAD] =
         "SELECT id, bytes FROM dead WHERE dest = ?1 ORDER BY id LIMIT 64",
-    [WS_DEL_DEAD]     = "DELETE FROM dead WHERE id = ?1 RETURNING bytes",
+    [WS_DEL_DEAD] = "DELETE FROM dead WHERE id = ?1 RETURNING bytes",
     [WS_DLQ_BY_MSGID] = "SELECT id, dest FROM dead WHERE msgid = ?1"
                         " AND id > ?2 ORDER BY id LIMIT 256",
     [WS_DLQ_ALL] =
@@ -265,7 +356,7 @@ store_migrate_one(sqlite3 *db, int *v)
 static cairn_err
 store_migrate(cairni_store *s, char *err, size_t errlen)
 {
-    int v  = 0;
+    int v = 0;
     int rc = store_user_version(s->wdb, &v);
     while (rc == SQLITE_OK && v >= 0 && v < STORE_SCHEMA_VERSION) {
         rc = store_migrate_one(s->wdb, &v);
@@ -285,7 +376,7 @@ store_migrate(cairni_store *s, char *err, size_t errlen)
     return CAIRN_OK;
 }
 
-/* ---- connections ----------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
 
 static cairn_err
 store_pragmas(cairni_store *s, sqlite3 *db, bool writer)
@@ -301,13 +392,12 @@ store_pragmas(cairni_store *s, sqlite3 *db, bool writer)
 }
 
 cairn_err
-cairni_store_conn(cairni_store *s, bool write_conn, sqlite3 **dbp)
+cairni_store_conn(cairni_store *s, sqlite3 **dbp)
 {
     sqlite3 *db = NULL;
-    int      rc = sqlite3_open_v2(s->path, &db,
-                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                      SQLITE_OPEN_NOMUTEX,
-                                  NULL);
+    int      flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int       rc = sqlite3_open_v2(s->path, &db, flags, NULL);
     cairn_err rv = cairni_store_sqlerr(rc);
     if (rv != CAIRN_OK) {
         goto fail;
@@ -318,7 +408,6 @@ cairni_store_conn(cairni_store *s, bool write_conn, sqlite3 **dbp)
     if (rv != CAIRN_OK) {
         goto fail;
     }
-    (void)write_conn; /* same pragmas; the writer adds its own below */
     *dbp = db;
     return CAIRN_OK;
 fail:
@@ -332,7 +421,7 @@ static cairn_err
 store_open_writer(cairni_store *s, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    cairn_err     rv = cairni_store_conn(s, true, &s->wdb);
+    cairn_err     rv = cairni_store_conn(s, &s->wdb);
     if (rv != CAIRN_OK) {
         snprintf(err, errlen, "%s: cannot open: %s", s->path,
                  cairn_strerror(rv));
@@ -344,11 +433,12 @@ store_open_writer(cairni_store *s, char *err, size_t errlen)
             s->wdb, "PRAGMA journal_mode = WAL", -1, &st, NULL));
     }
     if (rv == CAIRN_OK) {
-        int rc = sqlite3_step(st);
-        rv     = cairni_store_sqlerr(rc);
-        if (rc == SQLITE_ROW &&
-            strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-            rv = CAIRN_ENOTSUP;
+        int         rc = sqlite3_step(st);
+        const char *mode =
+            rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        rv = cairni_store_sqlerr(rc);
+        if (rc == SQLITE_ROW && (mode == NULL || strcmp(mode, "wal") != 0)) {
+            rv = mode == NULL ? CAIRN_ENOMEM : CAIRN_ENOTSUP;
         }
     }
     sqlite3_finalize(st);
@@ -359,7 +449,7 @@ store_open_writer(cairni_store *s, char *err, size_t errlen)
     return rv;
 }
 
-/* ---- destinations ---------------------------------------------------------- */
+/* ---- destinations -------------------------------------------------------- */
 
 static const cairni_dest_cfg *
 store_cfg_for(const cairni_store *s, const char *name)
@@ -378,18 +468,18 @@ store_dest_add(cairni_store *s, const char *name, size_t len)
     if (s->ndests >= STORE_MAX_DESTS) {
         return NULL;
     }
-    store_dest **arr = cairni_store_realloc(
-        s->dests, (s->ndests + 1) * sizeof(*s->dests));
+    store_dest **arr =
+        cairni_store_realloc(s->dests, (s->ndests + 1) * sizeof(*s->dests));
     if (arr == NULL) {
         return NULL;
     }
-    s->dests      = arr;
+    s->dests = arr;
     store_dest *d = cairni_store_calloc(1, sizeof(*d));
     if (d == NULL) {
         return NULL;
     }
     memcpy(d->name, name, len);
-    d->cfg      = *store_cfg_for(s, d->name);
+    d->cfg = *store_cfg_for(s, d->name);
     d->cfg.name = d->name;
     if (d->cfg.window == 0) {
         d->cfg.window = 100;
@@ -425,12 +515,14 @@ cairni_store_dest_list(cairni_store *s, store_dest **out, size_t max)
 {
     pthread_mutex_lock(&s->mu);
     size_t n = s->ndests < max ? s->ndests : max;
-    memcpy(out, s->dests, n * sizeof(*out));
+    if (n > 0) { /* s->dests is NULL while there are none */
+        memcpy(out, s->dests, n * sizeof(*out));
+    }
     pthread_mutex_unlock(&s->mu);
     return n;
 }
 
-/* ---- open and close ------------------------------------------------------- */
+/* ---- open and close ------------------------------------------------------ */
 
 static void
 store_free(cairni_store *s)
@@ -459,6 +551,7 @@ store_free(cairni_store *s)
     pthread_mutex_destroy(&s->wmu);
     pthread_mutex_destroy(&s->emu);
     pthread_cond_destroy(&s->wcv);
+    pthread_cond_destroy(&s->acv);
     pthread_cond_destroy(&s->ecv);
     cairni_store_free(s);
 }
@@ -477,11 +570,11 @@ store_strdup(const char *str)
 static cairn_err
 store_copy_opts(cairni_store *s, const cairni_store_opts *o)
 {
-    s->sync            = o->sync;
-    s->retry           = o->retry;
+    s->sync = o->sync;
+    s->retry = o->retry;
     s->inbox_window_ms = o->inbox_window_ms ? o->inbox_window_ms : 86400000u;
-    s->dflt            = o->dest_default;
-    s->path            = store_strdup(o->path);
+    s->dflt = o->dest_default;
+    s->path = store_strdup(o->path);
     if (s->path == NULL) {
         return CAIRN_ENOMEM;
     }
@@ -495,7 +588,7 @@ store_copy_opts(cairni_store *s, const cairni_store_opts *o)
         if (o->dests[i].name == NULL) {
             return CAIRN_EINVAL;
         }
-        s->cfgs[i]      = o->dests[i];
+        s->cfgs[i] = o->dests[i];
         s->cfgs[i].name = store_strdup(o->dests[i].name);
         if (s->cfgs[i].name == NULL) {
             return CAIRN_ENOMEM;
@@ -513,7 +606,7 @@ store_prepare_all(cairni_store *s)
         rv = cairni_store_prepare(s->wdb, store_sql[i], &s->ws[i]);
     }
     if (rv == CAIRN_OK) {
-        rv = cairni_store_conn(s, false, &s->qdb);
+        rv = cairni_store_conn(s, &s->qdb);
     }
     if (rv == CAIRN_OK) {
         rv = cairni_store_prepare(
@@ -547,6 +640,7 @@ store_init_sync(cairni_store *s)
     pthread_mutex_init(&s->wmu, NULL);
     pthread_mutex_init(&s->emu, NULL);
     cairni_store_cond_init(&s->wcv);
+    cairni_store_cond_init(&s->acv);
     cairni_store_cond_init(&s->ecv);
 }
 
@@ -558,7 +652,7 @@ cairni_store_open(cairni_store **sp, const cairni_store_opts *o, char *err,
     cairn_err rv;
 
     if (err == NULL || errlen == 0) {
-        err    = scratch;
+        err = scratch;
         errlen = sizeof(scratch);
     }
     err[0] = '\0';
@@ -592,15 +686,15 @@ cairni_store_open(cairni_store **sp, const cairni_store_opts *o, char *err,
                                                      : CAIRN_EINVAL;
         }
     }
-    if (rv == CAIRN_OK && pthread_create(&s->writer, NULL,
-                                         cairni_store_writer_main, s) != 0) {
+    if (rv == CAIRN_OK &&
+        pthread_create(&s->writer, NULL, cairni_store_writer_main, s) != 0) {
         rv = CAIRN_ENOMEM;
     }
     if (rv != CAIRN_OK) {
         goto fail;
     }
     s->writer_started = true;
-    *sp               = s;
+    *sp = s;
     return CAIRN_OK;
 fail:
     if (err[0] == '\0') {

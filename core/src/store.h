@@ -99,6 +99,9 @@ cairn_err cairni_drain_ack(cairni_drain *d, uint64_t seq);
  * seq failed.  permanent, or the last attempt: to dead letters with error.
  * Otherwise: attempt+1, retried after the backoff delay; records of the
  * same key handed out after it are taken back and follow it again.
+ * Returns once the change is committed.  CAIRN_ENOENT: seq is not in
+ * flight (taken back by an earlier nack or reset) or no longer stored;
+ * nothing to retry.  Other errors (disk full): seq stays in flight.
  */
 cairn_err cairni_drain_nack(cairni_drain *d, uint64_t seq, bool permanent,
                             const char *error);
@@ -152,6 +155,12 @@ typedef cairn_inbox_fn cairni_inbox_fn;
  * consumer has seen rec's id, nothing runs (duplicate: acked); otherwise
  * fn's key-value changes, the id and the outbox delete commit together,
  * or, for "not yet" and failures, none of fn's changes do.
+ * Returns CAIRN_OK (done or duplicate: the record is gone), CAIRN_EAGAIN
+ * (nacked: it comes back after the backoff), CAIRN_EPERM (a dead letter:
+ * fn said so, or its attempts ran out), CAIRN_ENOENT (rec is not in
+ * flight; fn did not run).  Any other error is the store's own (disk
+ * full, I/O): the record was nacked for a retry where that was possible.
+ * fn runs while SQLite's write lock is held: keep it short.
  */
 cairn_err cairni_inbox_process(cairni_drain *d, const char *consumer,
                                const cairn_record *rec, cairni_inbox_fn fn,

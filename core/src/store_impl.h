@@ -54,7 +54,7 @@ uint64_t cairni_retry_rand(void);
 /* ---- destinations (store.c) ---------------------------------------------- */
 
 #define STORE_DEST_NAME_MAX 127
-#define STORE_MAX_DESTS     1024
+#define STORE_MAX_DESTS 1024
 
 /* Counter changes not yet committed (writer thread only). */
 typedef struct store_delta {
@@ -67,8 +67,8 @@ typedef struct store_dest {
     cairni_dest_cfg cfg; /* cfg.name points at name */
     /* committed state */
     _Atomic int64_t  depth, bytes, ddepth, dbytes;
-    _Atomic uint64_t enqueued, acked, retried, expired, dropped, dead,
-        rejected, duplicates, inflight;
+    _Atomic uint64_t enqueued, acked, retried, expired, dropped, dead, rejected,
+        duplicates, inflight;
     bool draining; /* under s->mu */
     /* writer thread only: request (r) and batch (w) deltas, and the
      * lists of destinations whose deltas are not zero */
@@ -81,14 +81,38 @@ typedef struct store_dest {
  * destination.  NULL: not found, invalid name, too many, out of memory. */
 store_dest *cairni_store_dest(cairni_store *s, const char *name, size_t len,
                               bool create);
-size_t      cairni_store_dest_list(cairni_store *s, store_dest **out,
-                                   size_t max);
+size_t cairni_store_dest_list(cairni_store *s, store_dest **out, size_t max);
 
 /* Writer thread: the request-level delta of d (linked into this request's
  * dirty list).  Folded into the batch on RELEASE, dropped on ROLLBACK TO. */
 store_delta *cairni_store_touch(cairni_store *s, store_dest *d);
 /* Outbox + dead-letter usage of d as the writer sees it now. */
 void cairni_store_usage(const store_dest *d, int64_t *n, int64_t *bytes);
+
+/* ---- small tables keyed by a nonzero u64 (store.c), for drainers --------- */
+
+typedef struct store_ent {
+    uint64_t key;  /* seq, or key hash for lanes; 0 = empty slot */
+    uint64_t a, b; /* inflight: hash; lane: head seq, next_at; acked: the
+                      ticket (0: committed already), fetch counts */
+    uint32_t attempt;
+    uint8_t  prio;
+    uint8_t  id[CAIRN_ID_LEN];
+} store_ent;
+
+typedef struct store_tab {
+    store_ent *e;
+    size_t     cap; /* a power of two */
+    size_t     n;
+} store_tab;
+
+cairn_err  cairni_tab_init(store_tab *t, size_t min);
+store_ent *cairni_tab_find(const store_tab *t, uint64_t key);
+/* Adds key, which must be absent; room must have been reserved. */
+store_ent *cairni_tab_put(store_tab *t, uint64_t key);
+/* Makes room for extra more entries (load at most one half). */
+cairn_err cairni_tab_reserve(store_tab *t, size_t extra);
+void      cairni_tab_del(store_tab *t, store_ent *e);
 
 /* ---- the writer's statements (store.c holds the SQL) --------------------- */
 
@@ -100,12 +124,12 @@ enum store_stmt {
     WS_RELEASE,
     WS_ROLLBACK_TO,
     WS_PUT,
-    WS_DEL_SEQ,      /* ?1 seq ?2 dest -> bytes */
+    WS_DEL_SEQ, /* ?1 seq ?2 dest -> bytes */
     WS_NACK,
     WS_TO_DEAD,
     WS_EVICT_OUT,
     WS_EVICT_DEAD,
-    WS_DEL_DEAD,     /* ?1 id -> bytes */
+    WS_DEL_DEAD, /* ?1 id -> bytes */
     WS_DLQ_BY_MSGID,
     WS_DLQ_ALL,
     WS_DLQ_REPLAY,
@@ -126,9 +150,9 @@ enum store_req_kind {
     STORE_REQ_ACCEPT, /* inbox id, insert or ignore */
     STORE_REQ_REPLAY,
     STORE_REQ_PURGE,
-    STORE_REQ_FLUSH,  /* nothing: waits until pending acks are committed */
-    STORE_REQ_MAINT,  /* runs the TTL and inbox sweeps now */
-    STORE_REQ_EXEC,   /* test hook: SQL on the writer's connection */
+    STORE_REQ_FLUSH, /* nothing: waits until pending acks are committed */
+    STORE_REQ_MAINT, /* runs the TTL and inbox sweeps now */
+    STORE_REQ_EXEC,  /* test hook: SQL on the writer's connection */
 };
 
 typedef struct store_item {
@@ -211,29 +235,30 @@ struct cairni_store {
     sqlite3_stmt   *q_oldest, *q_retry, *q_dlq;
 
     /* the writer */
-    sqlite3        *wdb;
-    sqlite3_stmt   *ws[WS_COUNT];
-    pthread_t       writer;
-    bool            writer_started;
-    pthread_mutex_t wmu;
-    pthread_cond_t  wcv; /* the writer waits: work queued */
-    store_req      *qhead, *qtail;
-    size_t          qlen;
-    size_t          want;      /* gathering: wake the writer at this qlen */
-    bool            gathering;
-    uint64_t        gather_us; /* how long to wait for a fuller batch */
-    bool            stop;
-    store_ack      *acks; /* pending, under wmu */
-    size_t          nacks, acks_cap;
-    uint64_t        ack_ticket; /* last ticket handed out */
-    uint64_t        ack_first_ms; /* oldest pending ack queued */
-    uint64_t        retry_at_ms;  /* acks wait after a failed batch */
-    store_ack      *wacks; /* taken by the writer, not yet committed */
-    size_t          nwacks, wacks_cap;
+    sqlite3         *wdb;
+    sqlite3_stmt    *ws[WS_COUNT];
+    pthread_t        writer;
+    bool             writer_started;
+    pthread_mutex_t  wmu;
+    pthread_cond_t   wcv; /* the writer waits: work queued */
+    pthread_cond_t   acv; /* ack() waits: too many acks uncommitted */
+    store_req       *qhead, *qtail;
+    size_t           qlen;
+    size_t           want; /* gathering: wake the writer at this qlen */
+    bool             gathering;
+    uint64_t         gather_us; /* how long to wait for a fuller batch */
+    bool             stop;
+    store_ack       *acks; /* pending, under wmu */
+    size_t           nacks, acks_cap;
+    uint64_t         ack_ticket;   /* last ticket handed out */
+    uint64_t         ack_first_ms; /* oldest pending ack queued */
+    uint64_t         retry_at_ms;  /* acks wait after a failed batch */
+    store_ack       *wacks;        /* taken by the writer, not yet committed */
+    size_t           nwacks, wacks_cap;
     _Atomic uint64_t ack_done;
     store_dest      *r_dirty, *w_dirty;
     uint64_t         maint_at_ms;
-    bool             evicted; /* this batch deleted rows for room */
+    bool             evicted;  /* this batch deleted rows for room */
     bool             inserted; /* this batch added outbox rows */
 
     /* drainers wait here for new rows */
@@ -248,11 +273,10 @@ struct cairni_store {
     _Atomic uint64_t hist_sum, hist_count;
 };
 
-/* Opens one more connection to the store's file with the store's pragmas;
- * write_conn: it will write (inbox), read connections only read. */
-cairn_err cairni_store_conn(cairni_store *s, bool write_conn, sqlite3 **dbp);
-cairn_err cairni_store_prepare(sqlite3 *db, const char *sql,
-                               sqlite3_stmt **st);
+/* Opens one more connection to the store's file with the store's pragmas
+ * (WAL auto-checkpoint off: the writer checkpoints). */
+cairn_err cairni_store_conn(cairni_store *s, sqlite3 **dbp);
+cairn_err cairni_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 /* Maps an SQLite result code (extended codes on) to cairn_err. */
 cairn_err cairni_store_sqlerr(int rc);
 /* Steps a statement that returns no rows, then resets it. */
@@ -267,7 +291,7 @@ void cairni_store_cond_init(pthread_cond_t *cv);
 /* The writer thread (store_writer.c). */
 void *cairni_store_writer_main(void *arg);
 
-/* ---- writer-side operations (outbox.c, inbox.c) --------------------------- */
+/* ---- writer-side operations (outbox.c, inbox.c) -------------------------- */
 
 /* Each runs on the writer thread inside the batch transaction (and the
  * request's savepoint) and returns the request's result. */
@@ -282,7 +306,7 @@ cairn_err cairni_inbox_exec_accept(cairni_store *s, store_req *req);
 /* ---- between the drainer (outbox_drain.c) and the inbox (inbox.c) -------- */
 
 typedef struct inbox_conn inbox_conn; /* a drainer's write connection */
-void cairni_inbox_conn_free(inbox_conn *c);
+void                      cairni_inbox_conn_free(inbox_conn *c);
 
 cairni_store *cairni_drain_store(cairni_drain *d);
 store_dest   *cairni_drain_dest(cairni_drain *d);
@@ -292,7 +316,7 @@ void         cairni_drain_inbox_unlock(cairni_drain *d);
 /* CAIRN_OK if seq is in flight (and room to forget it is reserved). */
 cairn_err cairni_drain_check(cairni_drain *d, uint64_t seq);
 /* seq's delete has committed elsewhere: out of flight, never again. */
-void      cairni_drain_done(cairni_drain *d, uint64_t seq);
+void cairni_drain_done(cairni_drain *d, uint64_t seq);
 
 /* ---- hooks for the unit tests -------------------------------------------- */
 

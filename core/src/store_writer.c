@@ -2,14 +2,17 @@
  * store_writer.c - the writer thread: the one connection that changes the
  * outbox, and how it turns queued changes into group commits.
  *
- * Producers and drainers queue requests (store_req, on the caller's stack,
- * which waits on s->dcv) and acks (store_ack, copied, not waited for)
- * under s->wmu.  The writer takes everything queued, at most
- * STORE_BATCH_MAX requests, and runs one batch on s->wdb:
+ * Producers and drainers queue requests (store_req, on the caller's stack;
+ * the caller waits on the request's semaphore, posted once its result is
+ * set) and acks (store_ack, copied, not waited for) under s->wmu.  The
+ * writer takes everything queued, at most STORE_BATCH_MAX requests, and
+ * runs one batch on s->wdb:
  *
  *   BEGIN IMMEDIATE
+ *     maintenance, when due, in a savepoint   failure: skipped (if SQLite
+ *                                             dropped the transaction, a
+ *                                             new one begins)
  *     pending acks (deletes)                  failure: the batch fails
- *     maintenance, when due, in a savepoint   failure: skipped
  *     per request: SAVEPOINT, the change, RELEASE; on failure ROLLBACK
  *     TO, so a full or oversized request fails alone
  *   COMMIT
@@ -26,9 +29,19 @@
  * always committed.  Only this thread touches d->r, d->w and s->wacks;
  * s->nwacks changes only under s->wmu.
  *
+ * Gathering: synchronous producers come back with their next request as
+ * soon as the batch that held their last one commits.  While fewer
+ * requests are queued than the last batch had, the writer waits for
+ * them, at most half as long as that batch took (STORE_GATHER_MAX_US at
+ * most), so commits stay shared instead of alternating between halves.
+ *
  * Acks are lazy: they wait until STORE_ACK_GROUP are pending,
  * STORE_ACK_DELAY_MS has passed since the oldest, or the writer wakes for
- * anything else, and ride along with that batch.  Maintenance (TTL and
+ * anything else, and ride along with that batch.  A drainer can hand out
+ * records faster than the disk deletes them; once STORE_ACKS_MAX acks are
+ * waiting for their commit, an ack waits (STORE_ACK_WAIT_MS at most, so a
+ * failing disk cannot wedge a bridge) until the writer has caught up:
+ * memory stays bounded under any burst.  Maintenance (TTL and
  * inbox sweeps, a passive checkpoint) runs about once a second; SQLite's
  * auto-checkpoint also runs here, as only this connection has it enabled.
  */
@@ -37,19 +50,21 @@
 
 #include "store_impl.h"
 
-#define STORE_BATCH_MAX    1024
-#define STORE_ACK_GROUP    256
+#define STORE_BATCH_MAX 1024
+#define STORE_ACK_GROUP 256
 #define STORE_ACK_DELAY_MS 4
-#define STORE_MAINT_MS     1000
-#define STORE_BUSY_TRIES   3
+#define STORE_MAINT_MS 1000
+#define STORE_BUSY_TRIES 3
 #define STORE_GATHER_MAX_US 1000
+#define STORE_ACKS_MAX 16384
+#define STORE_ACK_WAIT_MS 1000
 
 store_delta *
 cairni_store_touch(cairni_store *s, store_dest *d)
 {
     if (!d->r_dirty) {
         d->r_dirty = true;
-        d->r_next  = s->r_dirty;
+        d->r_next = s->r_dirty;
         s->r_dirty = d;
     }
     return &d->r;
@@ -90,14 +105,14 @@ store_fold(cairni_store *s, bool keep)
             store_delta_add(&d->w, &d->r);
             if (!d->w_dirty) {
                 d->w_dirty = true;
-                d->w_next  = s->w_dirty;
+                d->w_next = s->w_dirty;
                 s->w_dirty = d;
             }
         }
         memset(&d->r, 0, sizeof(d->r));
         d->r_dirty = false;
-        d->r_next  = NULL;
-        d          = next;
+        d->r_next = NULL;
+        d = next;
     }
     s->r_dirty = NULL;
 }
@@ -123,19 +138,19 @@ store_publish(cairni_store *s, bool commit)
         }
         memset(&d->w, 0, sizeof(d->w));
         d->w_dirty = false;
-        d->w_next  = NULL;
-        d          = next;
+        d->w_next = NULL;
+        d = next;
     }
     s->w_dirty = NULL;
 }
 
-/* ---- the writer ------------------------------------------------------------ */
+/* ---- the writer ---------------------------------------------------------- */
 
 cairn_err
 cairni_store_submit(cairni_store *s, store_req *req)
 {
     req->next = NULL;
-    req->rv   = CAIRN_OK;
+    req->rv = CAIRN_OK;
     if (sem_init(&req->done, 0, 0) != 0) {
         return cairn_errno(errno);
     }
@@ -160,8 +175,12 @@ cairni_store_submit(cairni_store *s, store_req *req)
     while (sem_wait(&req->done) != 0) {
         /* EINTR: wait on */
     }
+    /* Pass the wake-up on down the batch (see store_settle). */
+    store_req *next = req->next;
+    cairn_err  rv = req->rv;
     sem_destroy(&req->done);
-    return req->rv;
+    (void)next;
+    return rv;
 }
 
 cairn_err
@@ -169,26 +188,32 @@ cairni_store_queue_ack(cairni_store *s, store_dest *d, uint64_t seq,
                        uint64_t *ticket)
 {
     cairn_err rv = CAIRN_OK;
+    uint64_t  until = cairni_mono_ms() + STORE_ACK_WAIT_MS;
     pthread_mutex_lock(&s->wmu);
+    while (!s->stop && s->nacks + s->nwacks >= STORE_ACKS_MAX &&
+           cairni_mono_ms() < until) {
+        pthread_cond_signal(&s->wcv); /* the disk is behind: wait a bit */
+        cairni_store_cond_wait_ms(&s->acv, &s->wmu, until);
+    }
     if (s->stop) {
         rv = CAIRN_ECLOSED;
         goto out;
     }
     if (s->nacks == s->acks_cap) {
         size_t     cap = s->acks_cap ? s->acks_cap * 2 : STORE_ACK_GROUP;
-        store_ack *a   = cairni_store_realloc(s->acks, cap * sizeof(*a));
+        store_ack *a = cairni_store_realloc(s->acks, cap * sizeof(*a));
         if (a == NULL) {
             rv = CAIRN_ENOMEM;
             goto out;
         }
-        s->acks     = a;
+        s->acks = a;
         s->acks_cap = cap;
     }
     if (s->nacks == 0 && s->nwacks == 0) {
         s->ack_first_ms = cairni_mono_ms();
     }
     s->acks[s->nacks++] = (store_ack){seq, ++s->ack_ticket, d};
-    *ticket             = s->ack_ticket;
+    *ticket = s->ack_ticket;
     if (s->nacks == STORE_ACK_GROUP) {
         pthread_cond_signal(&s->wcv);
     }
@@ -210,8 +235,7 @@ store_begin(cairni_store *s)
     if (!sqlite3_get_autocommit(s->wdb)) {
         (void)cairni_store_step_done(s->ws[WS_ROLLBACK]);
     }
-    for (int i = 0; i < STORE_BUSY_TRIES && (rc & 0xff) == SQLITE_BUSY;
-         i++) {
+    for (int i = 0; i < STORE_BUSY_TRIES && (rc & 0xff) == SQLITE_BUSY; i++) {
         rc = cairni_store_step_done(s->ws[WS_BEGIN]);
     }
     return cairni_store_sqlerr(rc);
@@ -221,8 +245,7 @@ static cairn_err
 store_commit(cairni_store *s)
 {
     int rc = SQLITE_BUSY;
-    for (int i = 0; i < STORE_BUSY_TRIES && (rc & 0xff) == SQLITE_BUSY;
-         i++) {
+    for (int i = 0; i < STORE_BUSY_TRIES && (rc & 0xff) == SQLITE_BUSY; i++) {
         rc = cairni_store_step_done(s->ws[WS_COMMIT]);
     }
     return cairni_store_sqlerr(rc);
@@ -310,8 +333,8 @@ store_committed(cairni_store *s, size_t nreq)
 static cairn_err
 store_maint(cairni_store *s)
 {
-    cairn_err rv = cairni_store_sqlerr(
-        cairni_store_step_done(s->ws[WS_SAVEPOINT]));
+    cairn_err rv =
+        cairni_store_sqlerr(cairni_store_step_done(s->ws[WS_SAVEPOINT]));
     if (rv == CAIRN_OK) {
         rv = cairni_outbox_sweep(s, cairn_now_ms());
     }
@@ -331,7 +354,7 @@ static bool
 store_run_batch(cairni_store *s, store_req *head, bool maint)
 {
     size_t    nreq = 0;
-    cairn_err rv   = store_begin(s);
+    cairn_err rv = store_begin(s);
     s->inserted = s->evicted = false;
     if (rv == CAIRN_OK && maint) {
         rv = store_maint(s);
@@ -348,8 +371,7 @@ store_run_batch(cairni_store *s, store_req *head, bool maint)
         }
     }
     if (rv == CAIRN_OK) {
-        rv = sqlite3_get_autocommit(s->wdb) ? CAIRN_EINTERNAL
-                                            : store_commit(s);
+        rv = sqlite3_get_autocommit(s->wdb) ? CAIRN_EINTERNAL : store_commit(s);
     }
     if (rv != CAIRN_OK) {
         goto fail;
@@ -379,12 +401,12 @@ store_take_acks(cairni_store *s)
     if (need > s->wacks_cap) {
         store_ack *a = cairni_store_realloc(s->wacks, need * sizeof(*a));
         if (a != NULL) {
-            s->wacks     = a;
+            s->wacks = a;
             s->wacks_cap = need;
         }
     }
     size_t n = s->wacks_cap - s->nwacks;
-    n        = n < s->nacks ? n : s->nacks;
+    n = n < s->nacks ? n : s->nacks;
     if (n > 0) {
         memcpy(s->wacks + s->nwacks, s->acks, n * sizeof(*s->acks));
         memmove(s->acks, s->acks + n, (s->nacks - n) * sizeof(*s->acks));
@@ -405,8 +427,8 @@ store_take_reqs(cairni_store *s, bool *maint, size_t *n)
     for (size_t i = 1; i < STORE_BATCH_MAX && last->next != NULL; i++) {
         last = last->next;
     }
-    s->qhead   = last->next;
-    s->qtail   = s->qhead != NULL ? s->qtail : NULL;
+    s->qhead = last->next;
+    s->qtail = s->qhead != NULL ? s->qtail : NULL;
     last->next = NULL;
     for (store_req *r = head; r != NULL; r = r->next) {
         *maint = *maint || r->kind == STORE_REQ_MAINT;
@@ -421,12 +443,12 @@ static bool
 store_has_work(cairni_store *s, uint64_t now, bool *maint, uint64_t *wake_ms)
 {
     size_t   pending = s->nacks + s->nwacks;
-    uint64_t ack_at  = s->ack_first_ms + STORE_ACK_DELAY_MS;
+    uint64_t ack_at = s->ack_first_ms + STORE_ACK_DELAY_MS;
     if (s->stop || pending >= STORE_ACK_GROUP) {
         ack_at = 0;
     }
-    ack_at   = ack_at > s->retry_at_ms ? ack_at : s->retry_at_ms;
-    *maint   = now >= s->maint_at_ms;
+    ack_at = ack_at > s->retry_at_ms ? ack_at : s->retry_at_ms;
+    *maint = now >= s->maint_at_ms;
     *wake_ms = s->maint_at_ms;
     if (pending > 0 && ack_at < *wake_ms) {
         *wake_ms = ack_at;
@@ -434,27 +456,37 @@ store_has_work(cairni_store *s, uint64_t now, bool *maint, uint64_t *wake_ms)
     return s->qhead != NULL || *maint || (pending > 0 && now >= ack_at);
 }
 
-/* Under wmu, after a batch: settle acks, wake the callers. */
+/* Under wmu, after a batch: settle the acks.  The callers are woken by
+ * store_wake. */
 static void
-store_settle(cairni_store *s, store_req *head, bool ok, uint64_t now)
+store_settle(cairni_store *s, size_t nreq, bool ok, uint64_t now)
 {
     if (ok && s->nwacks > 0) {
         atomic_store(&s->ack_done, s->wacks[s->nwacks - 1].ticket);
         s->nwacks = 0;
+        pthread_cond_broadcast(&s->acv);
     } else if (!ok && s->nwacks > 0) {
         s->retry_at_ms = now + 100;
-        if (s->stop && head == NULL) {
+        if (s->stop && nreq == 0) {
             s->nwacks = 0; /* closing and still failing: give them up */
-            s->nacks  = 0;
+            s->nacks = 0;
         }
     }
     if (s->nacks > 0) {
         s->ack_first_ms = now;
     }
-    for (store_req *r = head; r != NULL;) {
-        store_req *next = r->next; /* r vanishes once posted */
-        sem_post(&r->done);
-        r = next;
+}
+
+/* Wakes the callers of a batch, without holding s->wmu (they come
+ * straight back to queue their next request).  No request may be touched
+ * after its post: it vanishes as soon as its caller returns. */
+static void
+store_wake(store_req *head)
+{
+    while (head != NULL) {
+        store_req *next = head->next;
+        sem_post(&head->done);
+        head = next;
     }
 }
 
@@ -469,7 +501,7 @@ store_gather(cairni_store *s)
         return;
     }
     uint64_t until = cairni_mono_us() + s->gather_us;
-    s->gathering   = true;
+    s->gathering = true;
     while (s->qlen < s->want && !s->stop && cairni_mono_us() < until) {
         cairni_store_cond_wait_us(&s->wcv, &s->wmu, until);
     }
@@ -503,27 +535,29 @@ cairni_store_writer_main(void *arg)
         bool     ok = store_run_batch(s, head, maint);
         uint64_t us = cairni_mono_us() - t0;
         if (maint) {
-            (void)sqlite3_wal_checkpoint_v2(s->wdb, NULL,
-                                            SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                            NULL);
+            (void)sqlite3_wal_checkpoint_v2(
+                s->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         }
+        store_wake(head);
         pthread_mutex_lock(&s->wmu);
-        store_settle(s, head, ok, cairni_mono_ms());
-        s->want      = nreq;
-        s->gather_us = us / 2 < STORE_GATHER_MAX_US ? us / 2
-                                                     : STORE_GATHER_MAX_US;
+        store_settle(s, nreq, ok, cairni_mono_ms());
+        if (nreq > 0) { /* ack-only batches say nothing about callers */
+            s->want = nreq;
+            s->gather_us =
+                us / 2 < STORE_GATHER_MAX_US ? us / 2 : STORE_GATHER_MAX_US;
+        }
     }
     pthread_mutex_unlock(&s->wmu);
     return NULL;
 }
 
-/* ---- hooks ------------------------------------------------------------------ */
+/* ---- hooks --------------------------------------------------------------- */
 
 static cairn_err
 store_simple(cairni_store *s, int kind, const char *sql)
 {
     store_req req = {.kind = kind};
-    req.u.sql     = sql;
+    req.u.sql = sql;
     return cairni_store_submit(s, &req);
 }
 

@@ -40,7 +40,7 @@ tdb_init(tdb *t)
 static inline void
 tdb_fini(tdb *t)
 {
-    char p[400];
+    char                     p[400];
     static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
     for (size_t i = 0; i < 4; i++) {
         snprintf(p, sizeof(p), "%s%s", t->path, sfx[i]);
@@ -53,11 +53,11 @@ static inline cairni_store_opts
 topts(const char *path)
 {
     cairni_store_opts o = {
-        .path            = path,
-        .sync            = CAIRNI_SYNC_NORMAL,
-        .retry           = {.initial_ms = 1, .max_ms = 4, .multiplier = 2},
+        .path = path,
+        .sync = CAIRNI_SYNC_NORMAL,
+        .retry = {.initial_ms = 1, .max_ms = 4, .multiplier = 2},
         .inbox_window_ms = 3600000,
-        .dest_default    = {.name = "", .window = 100},
+        .dest_default = {.name = "", .window = 100},
     };
     return o;
 }
@@ -88,9 +88,9 @@ tenv(const char *topic, const char *key, int n, char *buf, size_t cap)
     }
     e.ts = cairn_now_ms(); /* fixed sizes: ts and id are set, not filled */
     cairn_id_new(e.id);
-    int len         = snprintf(buf, cap, "%s:%d", key ? key : topic, n);
-    e.payload.ptr   = (const uint8_t *)buf;
-    e.payload.len   = (size_t)len;
+    int len = snprintf(buf, cap, "%s:%d", key ? key : topic, n);
+    e.payload.ptr = (const uint8_t *)buf;
+    e.payload.len = (size_t)len;
     return e;
 }
 
@@ -119,10 +119,10 @@ tnum(const cairn_record *r, char key[16])
 static inline size_t
 tnext(cairni_drain *d, cairn_record *recs, size_t max, size_t want)
 {
-    size_t   got      = 0;
+    size_t   got = 0;
     uint64_t deadline = cairni_mono_ms() + T_WAIT_MS;
     while (got < want && cairni_mono_ms() < deadline) {
-        size_t    n  = 0;
+        size_t    n = 0;
         cairn_err rv = cairni_drain_next(d, recs + got, max - got, 50, &n);
         assert_int_equal(rv, CAIRN_OK);
         got += n;

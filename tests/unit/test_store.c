@@ -56,7 +56,7 @@ test_order_per_key(void **state)
     cairn_record      recs[60];
     char              key[16];
     int               last[3] = {-1, -1, -1};
-    f->s                      = topen(&o);
+    f->s = topen(&o);
     for (int i = 0; i < 20; i++) {
         tput(f->s, "d", "k0", i, 0);
         tput(f->s, "d", "k1", i, 0);
@@ -89,10 +89,9 @@ test_nack_keeps_order(void **state)
     cairni_store_opts o = topts(f->db.path);
     cairn_record      recs[16];
     char              key[16];
-    f->s                            = topen(&o);
-    static const char *const keys[] = {"A", "B", "A", "B", "A", "B", "A",
-                                       "A"};
-    static const int nums[]         = {0, 0, 1, 1, 2, 2, 3, 4};
+    f->s = topen(&o);
+    static const char *const keys[] = {"A", "B", "A", "B", "A", "B", "A", "A"};
+    static const int         nums[] = {0, 0, 1, 1, 2, 2, 3, 4};
     for (int i = 0; i < 8; i++) {
         tput(f->s, "d", keys[i], nums[i], 0);
     }
@@ -143,7 +142,7 @@ test_reset_and_acked(void **state)
     tfix             *f = *state;
     cairni_store_opts o = topts(f->db.path);
     cairn_record      recs[16];
-    f->s                = topen(&o);
+    f->s = topen(&o);
     for (int i = 0; i < 10; i++) {
         tput(f->s, "d", i % 2 ? "k1" : "k0", i, 0);
     }
@@ -181,7 +180,7 @@ test_priority(void **state)
     cairni_store_opts o = topts(f->db.path);
     cairn_record      recs[8];
     char              key[16];
-    f->s                = topen(&o);
+    f->s = topen(&o);
     for (int i = 0; i < 3; i++) {
         tput(f->s, "d", "n", i, CAIRNI_PRIO_NORMAL);
     }
@@ -214,15 +213,16 @@ test_reject(void **state)
     tfix             *f = *state;
     cairni_store_opts o = topts(f->db.path);
     char              buf[64];
-    size_t            sz      = rec_size("k");
+    size_t            sz = rec_size("k");
     cairni_dest_cfg   dests[] = {
-        {.name = "n", .max_messages = 3, .on_full = CAIRNI_FULL_REJECT},
-        {.name = "b", .max_bytes = 3 * sz + sz / 2,
-         .on_full = CAIRNI_FULL_REJECT},
+          {.name = "n", .max_messages = 3, .on_full = CAIRNI_FULL_REJECT},
+          {.name = "b",
+           .max_bytes = 3 * sz + sz / 2,
+           .on_full = CAIRNI_FULL_REJECT},
     };
-    o.dests  = dests;
+    o.dests = dests;
     o.ndests = 2;
-    f->s     = topen(&o);
+    f->s = topen(&o);
     for (int t = 0; t < 2; t++) {
         const char *dest = t == 0 ? "n" : "b";
         for (int i = 0; i < 3; i++) {
@@ -245,15 +245,16 @@ test_drop_oldest(void **state)
     cairni_store_opts o = topts(f->db.path);
     cairn_record      recs[8];
     char              key[16];
-    size_t            sz      = rec_size("h");
+    size_t            sz = rec_size("h");
     cairni_dest_cfg   dests[] = {
-        {.name = "n", .max_messages = 3, .on_full = CAIRNI_FULL_DROP_OLDEST},
-        {.name = "b", .max_bytes = 2 * sz + sz / 2,
-         .on_full = CAIRNI_FULL_DROP_OLDEST},
+          {.name = "n", .max_messages = 3, .on_full = CAIRNI_FULL_DROP_OLDEST},
+          {.name = "b",
+           .max_bytes = 2 * sz + sz / 2,
+           .on_full = CAIRNI_FULL_DROP_OLDEST},
     };
-    o.dests  = dests;
+    o.dests = dests;
     o.ndests = 2;
-    f->s     = topen(&o);
+    f->s = topen(&o);
     tput(f->s, "n", "h", 0, CAIRNI_PRIO_HIGH);
     for (int i = 1; i <= 5; i++) { /* drops n1, n2, n3: normal first */
         tput(f->s, "n", "n", i, CAIRNI_PRIO_NORMAL);
@@ -291,12 +292,12 @@ test_too_big(void **state)
     tfix             *f = *state;
     cairni_store_opts o = topts(f->db.path);
     char              buf[4][64], big[400];
-    size_t            sz      = rec_size("k");
+    size_t            sz = rec_size("k");
     cairni_dest_cfg   dests[] = {
-        {.name = "s", .max_bytes = sz + sz / 2, .max_messages = 2}};
-    o.dests  = dests;
+          {.name = "s", .max_bytes = sz + sz / 2, .max_messages = 2}};
+    o.dests = dests;
     o.ndests = 1;
-    f->s     = topen(&o);
+    f->s = topen(&o);
     cairn_envelope e = tenv("t/x", "k", 0, buf[0], sizeof(buf[0]));
     memset(big, 'x', sizeof(big));
     e.payload.ptr = (const uint8_t *)big;
@@ -322,12 +323,12 @@ test_ttl(void **state)
     tfix             *f = *state;
     cairni_store_opts o = topts(f->db.path);
     cairn_record      recs[4];
-    size_t            n       = 9;
+    size_t            n = 9;
     cairni_dest_cfg   dests[] = {{.name = "t", .ttl_ms = 1, .window = 8}};
-    o.dests                   = dests;
-    o.ndests                  = 1;
-    f->s                      = topen(&o);
-    uint64_t t0               = cairn_now_ms();
+    o.dests = dests;
+    o.ndests = 1;
+    f->s = topen(&o);
+    uint64_t t0 = cairn_now_ms();
     for (int i = 0; i < 3; i++) {
         tput(f->s, "t", "k", i, 0);
     }
@@ -354,8 +355,8 @@ test_max_attempts(void **state)
     cairn_record      r;
     char              err[32], id[37];
     cairni_buf        out = {0};
-    o.retry.max_attempts  = 3;
-    f->s                  = topen(&o);
+    o.retry.max_attempts = 3;
+    f->s = topen(&o);
     tput(f->s, "d", "k", 0, 0);
     cairni_drain *d;
     assert_int_equal(cairni_drain_open(f->s, "d", &d), CAIRN_OK);
@@ -392,7 +393,7 @@ test_dead_letters(void **state)
     char              id[37];
     cairni_buf        out = {0};
     size_t            n;
-    f->s                  = topen(&o);
+    f->s = topen(&o);
     for (int i = 0; i < 3; i++) {
         tput(f->s, "d", i == 0 ? "a" : i == 1 ? "b" : "c", i, 0);
     }
@@ -413,8 +414,10 @@ test_dead_letters(void **state)
 
     assert_int_equal(cairni_dlq_replay(f->s, "not-an-id", false, &n),
                      CAIRN_EINVAL);
-    assert_int_equal(cairni_dlq_replay(f->s, "00000000-0000-7000-8000-"
-                                             "000000000000", false, &n),
+    assert_int_equal(cairni_dlq_replay(f->s,
+                                       "00000000-0000-7000-8000-"
+                                       "000000000000",
+                                       false, &n),
                      CAIRN_ENOENT);
     assert_int_equal(cairni_dlq_replay(f->s, id, false, &n), CAIRN_OK);
     assert_int_equal(n, 1);
@@ -448,7 +451,7 @@ test_restart(void **state)
     cairni_store_opts o = topts(f->db.path);
     cairn_record      recs[16];
     char              key[16];
-    f->s              = topen(&o);
+    f->s = topen(&o);
     tput(f->s, "d", "A", 0, 0);
     tput(f->s, "d", "B", 0, 0);
     tput(f->s, "d", "A", 1, 0);
@@ -474,16 +477,15 @@ test_restart(void **state)
     sqlite3 *db;
     char     sql[128];
     assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
-    snprintf(sql, sizeof(sql),
-             "UPDATE outbox SET next_at = %llu WHERE seq = %llu",
-             (unsigned long long)cairn_now_ms() + 3600000,
-             (unsigned long long)a0);
+    snprintf(
+        sql, sizeof(sql), "UPDATE outbox SET next_at = %llu WHERE seq = %llu",
+        (unsigned long long)cairn_now_ms() + 3600000, (unsigned long long)a0);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_changes(db), 1);
     sqlite3_close(db);
 
-    o.retry.max_ms       = 3600000; /* an hour is a plausible retry */
-    f->s                 = topen(&o); /* same file, a fresh start */
+    o.retry.max_ms = 3600000; /* an hour is a plausible retry */
+    f->s = topen(&o);         /* same file, a fresh start */
     cairni_dest_stats st = tstats(f->s, "d");
     assert_int_equal(st.depth, 8);
     assert_true(st.next_retry_ms > 3500000);
@@ -501,6 +503,48 @@ test_restart(void **state)
     ack_all(d, recs, 6);
     cairni_drain_close(d);
     assert_int_equal(tstats(f->s, "d").depth, 2);
+}
+
+/* After a restart a later record of a key may wait for its retry while
+ * an earlier one goes out; a nack of the earlier one must hold the key
+ * behind it and still keep the later one waiting for its own time. */
+static void
+test_restart_two_waits(void **state)
+{
+    tfix             *f = *state;
+    cairni_store_opts o = topts(f->db.path);
+    cairn_record      r[2];
+    sqlite3          *db;
+    char              sql[128];
+    size_t            n = 9;
+    o.retry.max_ms = 3600000;
+    f->s = topen(&o);
+    tput(f->s, "d", "A", 0, 0);
+    tput(f->s, "d", "A", 1, 0);
+    cairni_store_close(f->s);
+    assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "UPDATE outbox SET next_at = %llu, attempt = 1 WHERE seq = 2",
+             (unsigned long long)cairn_now_ms() + 3600000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->s = topen(&o);
+    cairni_drain *d;
+    assert_int_equal(cairni_drain_open(f->s, "d", &d), CAIRN_OK);
+    assert_int_equal(tnext(d, r, 2, 1), 1);
+    assert_int_equal(tnum(&r[0], NULL), 0);
+    assert_int_equal(cairni_drain_next(d, r + 1, 1, 10, &n), CAIRN_OK);
+    assert_int_equal(n, 0); /* A1 waits for its hour */
+    assert_int_equal(cairni_drain_nack(d, r[0].seq, false, "again"), CAIRN_OK);
+    cairni_record_fini(&r[0]);
+    assert_int_equal(tnext(d, r, 2, 1), 1);
+    assert_int_equal(tnum(&r[0], NULL), 0);
+    assert_int_equal(r[0].attempt, 1);
+    assert_int_equal(cairni_drain_next(d, r + 1, 1, 20, &n), CAIRN_OK);
+    assert_int_equal(n, 0); /* still: A1's time has not come */
+    ack_all(d, r, 1);
+    cairni_drain_close(d);
+    assert_int_equal(tstats(f->s, "d").depth, 1);
 }
 
 typedef struct prod {
@@ -528,16 +572,16 @@ prod_main(void *arg)
 static void
 test_group_commit(void **state)
 {
-    tfix             *f = *state;
-    cairni_store_opts o = topts(f->db.path);
+    tfix               *f = *state;
+    cairni_store_opts   o = topts(f->db.path);
     static cairn_record recs[4 * PROD_N];
     pthread_t           th[4];
     prod                p[4];
     int                 last[4] = {-1, -1, -1, -1};
     char                key[16];
-    o.sync                      = CAIRNI_SYNC_FULL;
-    o.dest_default.window       = 4 * PROD_N;
-    f->s                        = topen(&o);
+    o.sync = CAIRNI_SYNC_FULL;
+    o.dest_default.window = 4 * PROD_N;
+    f->s = topen(&o);
     for (int t = 0; t < 4; t++) {
         p[t] = (prod){.s = f->s, .t = t};
         pthread_create(&th[t], NULL, prod_main, &p[t]);
@@ -547,7 +591,7 @@ test_group_commit(void **state)
         assert_int_equal(p[t].fails, 0);
     }
     uint64_t commits = atomic_load(&f->s->hist_count);
-    uint64_t ones    = atomic_load(&f->s->hist[0]);
+    uint64_t ones = atomic_load(&f->s->hist[0]);
     assert_int_equal(atomic_load(&f->s->hist_sum), 4 * PROD_N);
     assert_true(commits < 4 * PROD_N && ones < commits); /* batches > 1 */
     cairni_drain *d;
@@ -567,13 +611,13 @@ test_group_commit(void **state)
 static void
 test_disk_full(void **state)
 {
-    tfix             *f = *state;
-    cairni_store_opts o = topts(f->db.path);
+    tfix               *f = *state;
+    cairni_store_opts   o = topts(f->db.path);
     static cairn_record recs[256];
     static char         big[3000];
     int                 ok = 0;
     cairn_err           rv = CAIRN_OK;
-    f->s                   = topen(&o);
+    f->s = topen(&o);
     for (int i = 0; i < 5; i++) {
         tput(f->s, "d", "k", i, 0);
     }
@@ -590,9 +634,9 @@ test_disk_full(void **state)
     }
     assert_int_equal(rv, CAIRN_EFULL);
     assert_int_equal(tstats(f->s, "d").depth, 5 + ok);
-    assert_int_equal(cairni_store_test_exec(
-                         f->s, "PRAGMA max_page_count=1073741823"),
-                     CAIRN_OK);
+    assert_int_equal(
+        cairni_store_test_exec(f->s, "PRAGMA max_page_count=1073741823"),
+        CAIRN_OK);
     tput(f->s, "d", "k", 5 + ok, 0);
     cairni_drain *d;
     assert_int_equal(cairni_drain_open(f->s, "d", &d), CAIRN_OK);
@@ -613,7 +657,7 @@ test_newer_schema(void **state)
     sqlite3          *db;
     char              err[256];
     cairni_store     *s2 = NULL;
-    f->s                 = topen(&o);
+    f->s = topen(&o);
     cairni_store_close(f->s);
     f->s = NULL;
     assert_int_equal(sqlite3_open(f->db.path, &db), SQLITE_OK);
@@ -634,7 +678,7 @@ test_busy_and_metrics(void **state)
     cairni_store_opts o = topts(f->db.path);
     cairni_buf        out = {0};
     cairni_drain     *d, *d2;
-    f->s                  = topen(&o);
+    f->s = topen(&o);
     tput(f->s, "m", "k", 0, 0);
     tput(f->s, "m", "k", 1, 0);
     assert_int_equal(cairni_drain_open(f->s, "m", &d), CAIRN_OK);
@@ -644,9 +688,12 @@ test_busy_and_metrics(void **state)
     cairni_drain_close(d);
     cairni_store_render_metrics(f->s, &out);
     assert_non_null(strstr(out.data, "cairn_outbox_depth{dest=\"m\"} 2\n"));
-    assert_non_null(strstr(out.data, "cairn_outbox_enqueued_total{dest=\"m\"} 2"));
-    assert_non_null(strstr(out.data, "# TYPE cairn_store_commit_batch histogram"));
-    assert_non_null(strstr(out.data, "cairn_store_commit_batch_bucket{le=\"+Inf\"} "));
+    assert_non_null(
+        strstr(out.data, "cairn_outbox_enqueued_total{dest=\"m\"} 2"));
+    assert_non_null(
+        strstr(out.data, "# TYPE cairn_store_commit_batch histogram"));
+    assert_non_null(
+        strstr(out.data, "cairn_store_commit_batch_bucket{le=\"+Inf\"} "));
     cairni_buf_fini(&out);
     cairni_store_render_outbox(f->s, &out);
     assert_true(strncmp(out.data, "DEST ", 5) == 0);
@@ -662,12 +709,14 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_order_per_key), T(test_nack_keeps_order),
-        T(test_reset_and_acked), T(test_priority), T(test_reject),
-        T(test_drop_oldest), T(test_too_big), T(test_ttl),
-        T(test_max_attempts), T(test_dead_letters), T(test_restart),
-        T(test_group_commit), T(test_disk_full), T(test_newer_schema),
-        T(test_busy_and_metrics),
+        T(test_order_per_key),   T(test_nack_keeps_order),
+        T(test_reset_and_acked), T(test_priority),
+        T(test_reject),          T(test_drop_oldest),
+        T(test_too_big),         T(test_ttl),
+        T(test_max_attempts),    T(test_dead_letters),
+        T(test_restart),         T(test_restart_two_waits),
+        T(test_group_commit),    T(test_disk_full),
+        T(test_newer_schema),    T(test_busy_and_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

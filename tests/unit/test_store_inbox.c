@@ -20,7 +20,7 @@
 
 #include "store_test.h"
 
-/* ---- the failing allocator -------------------------------------------------- */
+/* ---- the failing allocator ----------------------------------------------- */
 
 static _Atomic long        fail_countdown; /* > 0: that allocation fails */
 static _Atomic long        fail_hits;
@@ -81,7 +81,7 @@ disarm(void)
     return atomic_load(&fail_hits) > 0;
 }
 
-/* ---- fixtures and handlers ---------------------------------------------------- */
+/* ---- fixtures and handlers ----------------------------------------------- */
 
 typedef struct tfix {
     tdb           db;
@@ -119,10 +119,10 @@ typedef struct hctx {
 static cairn_err
 count_handler(void *arg, const cairn_envelope *env, cairn_txn *txn)
 {
-    hctx   *h     = arg;
-    int64_t count = 0;
-    void   *v;
-    size_t  len;
+    hctx     *h = arg;
+    int64_t   count = 0;
+    void     *v;
+    size_t    len;
     cairn_err rv = cairni_kv_get(txn, "count", &v, &len);
     if (rv == CAIRN_OK) {
         assert_int_equal(len, sizeof(count));
@@ -172,11 +172,11 @@ static void
 open_drain(tfix *f)
 {
     cairni_store_opts o = topts(f->db.path);
-    f->s                = topen(&o);
+    f->s = topen(&o);
     assert_int_equal(cairni_drain_open(f->s, "c", &f->d), CAIRN_OK);
 }
 
-/* ---- inbox ---------------------------------------------------------------------- */
+/* ---- inbox --------------------------------------------------------------- */
 
 static void
 test_inbox_dedup(void **state)
@@ -195,9 +195,9 @@ test_inbox_dedup(void **state)
             cairni_inbox_process(f->d, "c", &recs[i], count_handler, &h),
             CAIRN_OK);
     }
-    assert_int_equal(cairni_inbox_process(f->d, "c", &recs[0],
-                                          count_handler, &h),
-                     CAIRN_ENOENT); /* not in flight any more */
+    assert_int_equal(
+        cairni_inbox_process(f->d, "c", &recs[0], count_handler, &h),
+        CAIRN_ENOENT); /* not in flight any more */
     for (int i = 0; i < 2; i++) {
         cairni_record_fini(&recs[i]);
     }
@@ -244,8 +244,8 @@ test_inbox_permanent(void **state)
     char           buf[64];
     cairn_record   r;
     cairni_buf     out = {0};
-    hctx           h   = {.verdict = {CAIRN_EPERM}};
-    cairn_envelope e   = tenv("t/x", "k", 0, buf, sizeof(buf));
+    hctx           h = {.verdict = {CAIRN_EPERM}};
+    cairn_envelope e = tenv("t/x", "k", 0, buf, sizeof(buf));
     open_drain(f);
     put_env(f, &e);
     assert_int_equal(tnext(f->d, &r, 1, 1), 1);
@@ -267,8 +267,8 @@ test_inbox_accept(void **state)
     tfix             *f = *state;
     cairni_store_opts o = topts(f->db.path);
     uint8_t           id[CAIRN_ID_LEN];
-    o.inbox_window_ms   = 1;
-    f->s                = topen(&o);
+    o.inbox_window_ms = 1;
+    f->s = topen(&o);
     cairn_id_new(id);
     assert_int_equal(cairni_inbox_accept(f->s, "c", id), CAIRN_OK);
     assert_int_equal(cairni_inbox_accept(f->s, "c", id), CAIRN_EEXIST);
@@ -281,7 +281,7 @@ test_inbox_accept(void **state)
     assert_int_equal(cairni_inbox_accept(f->s, "c", id), CAIRN_OK);
 }
 
-/* ---- allocation failures -------------------------------------------------------- */
+/* ---- allocation failures ------------------------------------------------- */
 
 static void
 test_alloc_open(void **state)
@@ -293,10 +293,10 @@ test_alloc_open(void **state)
     for (n = 1; n < 100000; n++) {
         tdb_fini(&f->db); /* a fresh file: the migration runs too */
         tdb_init(&f->db);
-        o.path           = f->db.path;
-        cairni_store *s  = NULL;
+        o.path = f->db.path;
+        cairni_store *s = NULL;
         arm(n);
-        cairn_err rv     = cairni_store_open(&s, &o, err, sizeof(err));
+        cairn_err rv = cairni_store_open(&s, &o, err, sizeof(err));
         bool      failed = disarm();
         if (rv == CAIRN_OK) {
             cairni_store_close(s);
@@ -320,11 +320,11 @@ test_alloc_put(void **state)
     cairni_store_opts o = topts(f->db.path);
     char              buf[64];
     long              ok = 0, n;
-    f->s                 = topen(&o);
+    f->s = topen(&o);
     for (n = 1; n < 100000; n++) {
         cairn_envelope e = tenv("t/x", "k", (int)ok, buf, sizeof(buf));
         arm(n);
-        cairn_err rv     = cairni_outbox_put(f->s, "c", &e, 0);
+        cairn_err rv = cairni_outbox_put(f->s, "c", &e, 0);
         bool      failed = disarm();
         if (rv != CAIRN_OK && rv != CAIRN_ENOMEM) {
             fail_msg("allocation %ld: %s", n, cairn_strerror(rv));
@@ -346,13 +346,13 @@ test_alloc_drain(void **state)
     cairn_record      recs[3];
     size_t            got;
     long              n;
-    f->s                = topen(&o);
+    f->s = topen(&o);
     for (int i = 0; i < 3; i++) {
         tput(f->s, "c", "k", i, 0);
     }
     for (n = 1;; n++) { /* open */
         arm(n);
-        cairn_err rv     = cairni_drain_open(f->s, "c", &f->d);
+        cairn_err rv = cairni_drain_open(f->s, "c", &f->d);
         bool      failed = disarm();
         if (rv == CAIRN_OK && !failed) {
             break;
@@ -363,7 +363,7 @@ test_alloc_drain(void **state)
     }
     for (n = 1;; n++) { /* next, then everything taken back */
         arm(n);
-        cairn_err rv     = cairni_drain_next(f->d, recs, 3, 0, &got);
+        cairn_err rv = cairni_drain_next(f->d, recs, 3, 0, &got);
         bool      failed = disarm();
         assert_int_equal(rv, rv == CAIRN_OK ? CAIRN_OK : CAIRN_ENOMEM);
         for (size_t i = 0; i < got; i++) {
@@ -403,8 +403,8 @@ main(void)
     if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &fail_orig) != SQLITE_OK) {
         return 1;
     }
-    m          = fail_orig;
-    m.xMalloc  = fail_sq_malloc;
+    m = fail_orig;
+    m.xMalloc = fail_sq_malloc;
     m.xRealloc = fail_sq_realloc;
     if (sqlite3_config(SQLITE_CONFIG_MALLOC, &m) != SQLITE_OK) {
         return 1;
