@@ -328,12 +328,12 @@ test_ttl(void **state)
     o.dests = dests;
     o.ndests = 1;
     f->s = topen(&o);
-    uint64_t t0 = cairn_now_ms();
     for (int i = 0; i < 3; i++) {
         tput(f->s, "t", "k", i, 0);
     }
+    uint64_t t0 = cairn_now_ms(); /* every record expires by t0 + 1 */
     while (cairn_now_ms() < t0 + 3) {
-        /* every record's 1 ms has passed */
+        /* let that millisecond pass */
     }
     cairni_drain *d;
     assert_int_equal(cairni_drain_open(f->s, "t", &d), CAIRN_OK);
