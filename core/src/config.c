@@ -677,10 +677,11 @@ static const cairn_cfg_field cfg_store_fields[] = {
             "full: survives power loss; normal: survives a crash of cairnd "
             "only", .choices = "full|normal"),
     CFG_ROW("max_bytes", CAIRN_CFG_SIZE, cairni_store_cfg, max_bytes, "64MiB",
-            "the store never grows past this size",
+            "per destination: most bytes waiting (encoded envelope plus "
+            "key); the database stays within the sum of these",
             .min = 65536, .max = CFG_NO_MAX_U64),
     CFG_ROW("max_messages", CAIRN_CFG_INT, cairni_store_cfg, max_messages,
-            "1000000", "most messages waiting in the outbox",
+            "1000000", "per destination: most messages waiting",
             .min = 1, .max = CFG_NO_MAX_INT),
     CFG_ROW("ttl", CAIRN_CFG_DURATION, cairni_store_cfg, ttl_ms, "0",
             "undelivered messages older than this are dropped; 0: kept until "
