@@ -157,5 +157,7 @@ main(int argc, char **argv)
            argv[2], c.found, accepted, maybe, missing, c.bad);
     cairni_drain_close(d);
     cairni_store_close(s);
+    free(c.state);
+    free(c.seen);
     return missing == 0 && c.bad == 0 ? 0 : 1;
 }
