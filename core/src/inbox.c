@@ -55,8 +55,8 @@ static const char *const inbox_sql[IS_COUNT] = {
     [IS_DEL] =
         "DELETE FROM outbox WHERE seq = ?1 AND dest = ?2 RETURNING bytes",
     [IS_KV_GET] = "SELECT value FROM kv WHERE ns = ?1 AND key = ?2",
-    [IS_KV_PUT] = "INSERT INTO kv(ns, key, value) VALUES(?1, ?2, ?3)"
-                  " ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value",
+    [IS_KV_PUT] = ("INSERT INTO kv(ns, key, value) VALUES(?1, ?2, ?3)"
+                   " ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value"),
     [IS_KV_DEL] = "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
 };
 
