@@ -1066,8 +1066,8 @@ test_config_document(void **state)
     }
     const char *rows[] = {
         "| `runtime.sub_queue` | integer | `4096` | between 1 and 1048576 |",
-        "| `runtime.log_level` | enum | `info` | one of `error`, `warn`, "
-        "`info`, `debug` |",
+        ("| `runtime.log_level` | enum | `info` | one of `error`, `warn`, "
+         "`info`, `debug` |"),
         "| `runtime.plugin_dir` | string | `\"\"` |  |",
         "| `store.max_bytes` | size | `64MiB` | at least 64KiB |",
         "| `retry.initial` | duration | `500ms` | at least 1ms |",
