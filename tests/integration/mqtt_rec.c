@@ -1,0 +1,333 @@
+/*
+ * mqtt_rec - the stand-in cloud of the MQTT integration tests: records
+ * what a broker delivers, and checks a recording.
+ *
+ *   mqtt_rec sub -p PORT -t FILTER [-t FILTER...] -o FILE [-q QOS] [-V 5|311]
+ *                [-i CLIENT_ID] [-n COUNT] [-T SECONDS]
+ *       Subscribes with a persistent session (clean session off; on MQTT
+ *       5 a session expiry of a day) and appends one line per message to
+ *       FILE, flushed at once:
+ *           TOPIC <tab> QOS <tab> CAIRN_ID|- <tab> CORR_HEX|- <tab> PAYLOAD
+ *       (bytes of the payload outside printable ASCII become '.').  Reconnects
+ * on its own when the broker goes away.  Exits 0 once COUNT distinct "seq"
+ * numbers were seen (COUNT 0: never), 1 after SECONDS.
+ *
+ *   mqtt_rec check FILE KEYS [PRODUCER_LOG]
+ *       Passes when: every seq the producer log marks accepted ("A i") is
+ *       in FILE (without a log: every seq below the largest seen); a seq
+ *       seen more than once always carries the same cairn-id (when it has
+ *       one); and within each key (seq % KEYS) the first arrivals come in
+ *       increasing seq order.  Prints what it found.
+ *
+ * Every wait is bounded; the tool never blocks past -T.
+ */
+#define _GNU_SOURCE
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#define REC_MAX_SEQ (1L << 24)
+#define REC_MAX_FILTERS 8
+
+typedef struct rec {
+    FILE       *out;
+    const char *filters[REC_MAX_FILTERS];
+    int         nfilters;
+    int         qos;
+    bool        v5;
+    long        want;
+    long        distinct;
+    uint8_t    *seen; /* per seq */
+} rec;
+
+static long
+rec_seq(const char *p, size_t len)
+{
+    static const char key[] = "\"seq\":";
+    const char       *s = memmem(p, len, key, sizeof(key) - 1);
+    return s ? atol(s + sizeof(key) - 1) : -1;
+}
+
+static void
+rec_on_connect(struct mosquitto *m, void *arg, int rc, int flags,
+               const mosquitto_property *props)
+{
+    rec *r = arg;
+    for (int i = 0; rc == 0 && i < r->nfilters; i++) {
+        mosquitto_subscribe(m, NULL, r->filters[i], r->qos);
+    }
+}
+
+static void
+rec_write(rec *r, const struct mosquitto_message *msg, const char *id,
+          const void *corr, uint16_t corr_len)
+{
+    fprintf(r->out, "%s\t%d\t%s\t", msg->topic, msg->qos, id ? id : "-");
+    for (uint16_t i = 0; i < corr_len; i++) {
+        fprintf(r->out, "%02x", ((const uint8_t *)corr)[i]);
+    }
+    fprintf(r->out, "%s\t", corr_len ? "" : "-");
+    const unsigned char *p = msg->payload;
+    for (int i = 0; i < msg->payloadlen; i++) {
+        fputc(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '.', r->out);
+    }
+    fputc('\n', r->out);
+    fflush(r->out);
+}
+
+static void
+rec_on_message(struct mosquitto *m, void *arg,
+               const struct mosquitto_message *msg,
+               const mosquitto_property       *props)
+{
+    rec                      *r = arg;
+    char                     *name = NULL, *value = NULL, *id = NULL;
+    void                     *corr = NULL;
+    uint16_t                  clen = 0;
+    const mosquitto_property *p = props;
+    for (bool skip = false;
+         (p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY,
+                                                  &name, &value, skip));
+         skip = true) {
+        if (id == NULL && strcmp(name, "cairn-id") == 0) {
+            id = strdup(value);
+        }
+        free(name);
+        free(value);
+    }
+    mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr,
+                                   &clen, false);
+    rec_write(r, msg, id, corr, clen);
+    long seq = rec_seq(msg->payload, (size_t)msg->payloadlen);
+    if (seq >= 0 && seq < REC_MAX_SEQ && !r->seen[seq]) {
+        r->seen[seq] = 1;
+        r->distinct++;
+    }
+    free(id);
+    free(corr);
+}
+
+static int
+rec_sub_args(rec *r, int argc, char **argv, int *port, const char **id,
+             int *secs)
+{
+    int c;
+    while ((c = getopt(argc, argv, "p:t:o:q:V:i:n:T:")) != -1) {
+        switch (c) {
+        case 'p':
+            *port = atoi(optarg);
+            break;
+        case 't':
+            if (r->nfilters < REC_MAX_FILTERS) {
+                r->filters[r->nfilters++] = optarg;
+            }
+            break;
+        case 'o':
+            r->out = fopen(optarg, "a");
+            break;
+        case 'q':
+            r->qos = atoi(optarg);
+            break;
+        case 'V':
+            r->v5 = strcmp(optarg, "311") != 0;
+            break;
+        case 'i':
+            *id = optarg;
+            break;
+        case 'n':
+            r->want = atol(optarg);
+            break;
+        case 'T':
+            *secs = atoi(optarg);
+            break;
+        default:
+            return -1;
+        }
+    }
+    return r->out != NULL && r->nfilters > 0 && *port > 0 ? 0 : -1;
+}
+
+static int
+rec_sub(int argc, char **argv)
+{
+    rec                 r = {.qos = 1, .v5 = true};
+    int                 port = 0, secs = 60;
+    const char         *id = "mqtt-rec";
+    mosquitto_property *props = NULL;
+    if (rec_sub_args(&r, argc, argv, &port, &id, &secs) != 0 ||
+        (r.seen = calloc(REC_MAX_SEQ, 1)) == NULL) {
+        fprintf(stderr, "usage: mqtt_rec sub -p PORT -t FILTER -o FILE "
+                        "[-q QOS] [-V 5|311] [-i ID] [-n COUNT] [-T SECS]\n");
+        return 2;
+    }
+    mosquitto_lib_init();
+    struct mosquitto *m = mosquitto_new(id, false, &r);
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION,
+                         r.v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+    mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, 1000);
+    mosquitto_connect_v5_callback_set(m, rec_on_connect);
+    mosquitto_message_v5_callback_set(m, rec_on_message);
+    if (r.v5) {
+        mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                     86400);
+    }
+    time_t end = time(NULL) + secs;
+    bool up = mosquitto_connect_bind_v5(m, "127.0.0.1", port, 5, NULL, props) ==
+              MOSQ_ERR_SUCCESS;
+    while (time(NULL) < end && (r.want == 0 || r.distinct < r.want)) {
+        if (!up) {
+            usleep(200 * 1000);
+            up = mosquitto_reconnect(m) == MOSQ_ERR_SUCCESS;
+            continue;
+        }
+        up = mosquitto_loop(m, 100, 1) == MOSQ_ERR_SUCCESS;
+    }
+    int rc = (r.want == 0 || r.distinct >= r.want) ? 0 : 1;
+    if (rc != 0) {
+        fprintf(stderr, "mqtt_rec: %ld of %ld distinct after %d s\n",
+                r.distinct, r.want, secs);
+    }
+    mosquitto_disconnect(m);
+    mosquitto_destroy(m);
+    mosquitto_property_free_all(&props);
+    mosquitto_lib_cleanup();
+    fclose(r.out);
+    free(r.seen);
+    return rc;
+}
+
+/* ---- check
+ * ------------------------------------------------------------------- */
+
+typedef struct chk {
+    char (*ids)[37]; /* per seq: the id first seen */
+    long *count;     /* per seq */
+    long  last[1024];
+    long  max, lines, dups, bad;
+} chk;
+
+static void
+chk_line(chk *c, char *line, long keys)
+{
+    char *f[5];
+    int   n = 0;
+    for (char *s = line; n < 5 && s != NULL; n++) {
+        f[n] = s;
+        s = strchr(s, '\t');
+        if (s != NULL) {
+            *s++ = '\0';
+        }
+    }
+    long seq = n == 5 ? rec_seq(f[4], strlen(f[4])) : -1;
+    if (seq < 0 || seq >= REC_MAX_SEQ) {
+        return;
+    }
+    c->lines++;
+    c->max = seq > c->max ? seq : c->max;
+    if (c->count[seq]++ > 0) {
+        c->dups++;
+        if (strcmp(c->ids[seq], f[2]) != 0) {
+            printf("seq %ld again with another id: %s, then %s\n", seq,
+                   c->ids[seq], f[2]);
+            c->bad++;
+        }
+        return;
+    }
+    snprintf(c->ids[seq], sizeof(c->ids[seq]), "%s", f[2]);
+    long k = seq % keys;
+    if (seq <= c->last[k]) {
+        printf("order: key %ld got seq %ld after %ld\n", k, seq, c->last[k]);
+        c->bad++;
+    }
+    c->last[k] = seq;
+}
+
+static void
+chk_want(const chk *c, long i, long *want, long *missing)
+{
+    if (i < 0 || i >= REC_MAX_SEQ) {
+        return;
+    }
+    (*want)++;
+    if (c->count[i] == 0 && (*missing)++ < 10) {
+        printf("missing: seq %ld\n", i);
+    }
+}
+
+/* Seqs the producer saw accepted (all up to the largest seen, without a
+ * producer log): every one must have arrived. */
+static long
+chk_missing(const chk *c, const char *plog)
+{
+    long  missing = 0, want = 0, i;
+    char  st;
+    FILE *f;
+    if (plog == NULL) {
+        for (i = 0; i <= c->max; i++) {
+            chk_want(c, i, &want, &missing);
+        }
+    } else if ((f = fopen(plog, "r")) != NULL) {
+        while (fscanf(f, " %c %ld", &st, &i) == 2) {
+            if (st == 'A') {
+                chk_want(c, i, &want, &missing);
+            }
+        }
+        fclose(f);
+    } else {
+        printf("cannot read %s\n", plog);
+        return 1;
+    }
+    printf("%ld expected, %ld missing\n", want, missing);
+    return missing;
+}
+
+static int
+rec_check(int argc, char **argv)
+{
+    char  line[8192];
+    chk   c = {.max = -1};
+    long  keys = argc > 3 ? atol(argv[3]) : 0;
+    FILE *f = argc > 2 ? fopen(argv[2], "r") : NULL;
+    if (f == NULL || keys < 1 || keys > 1024) {
+        fprintf(stderr, "usage: mqtt_rec check FILE KEYS [PRODUCER_LOG]\n");
+        return 2;
+    }
+    c.ids = calloc(REC_MAX_SEQ, sizeof(*c.ids));
+    c.count = calloc(REC_MAX_SEQ, sizeof(*c.count));
+    for (long k = 0; k < 1024; k++) {
+        c.last[k] = -1;
+    }
+    while (c.ids && c.count && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        chk_line(&c, line, keys);
+    }
+    fclose(f);
+    long missing = chk_missing(&c, argc > 4 ? argv[4] : NULL);
+    printf("%ld messages, %ld duplicates (same id), %ld errors\n", c.lines,
+           c.dups, c.bad);
+    free(c.ids);
+    free(c.count);
+    return missing == 0 && c.bad == 0 && c.lines > 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "sub") == 0) {
+        return rec_sub(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "check") == 0) {
+        return rec_check(argc, argv);
+    }
+    fprintf(stderr, "usage: mqtt_rec sub ... | mqtt_rec check ...\n");
+    return 2;
+}
