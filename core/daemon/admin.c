@@ -81,6 +81,23 @@ admin_parse(nng_msg *msg, admin_req *rq)
     return rq->argc > 0;
 }
 
+/* "services:" and one line per service: "  NAME OWNER CALLS BREAKER". */
+static void
+admin_status_services(cd_runtime *rt, cairni_buf *out)
+{
+    cairni_buf list = {0};
+    cairni_bus_list_services(rt->bus, &list);
+    cairni_buf_printf(out, "services:\n");
+    for (size_t at = 0; at < list.len;) {
+        const char *line = list.data + at;
+        const char *nl = memchr(line, '\n', list.len - at);
+        size_t      n = nl != NULL ? (size_t)(nl - line) : list.len - at;
+        cairni_buf_printf(out, "  %.*s\n", (int)n, line);
+        at += n + 1;
+    }
+    cairni_buf_fini(&list);
+}
+
 static void
 admin_cmd_status(cd_admin *ad, const admin_req *rq, cairni_buf *out)
 {
@@ -110,6 +127,7 @@ admin_cmd_status(cd_admin *ad, const admin_req *rq, cairni_buf *out)
                           p->status);
     }
     pthread_mutex_unlock(&rt->lock);
+    admin_status_services(rt, out);
 }
 
 static void

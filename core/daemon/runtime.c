@@ -144,6 +144,7 @@ rt_open_core(cd_runtime *rt, char *err, size_t errlen)
     cairni_bus_opts bo = {
         .sub_queue = (uint32_t)rt->cfg->runtime.sub_queue,
         .metrics   = rt->metrics,
+        .calls     = &rt->cfg->calls,
     };
     if ((rv = cairni_bus_open(&rt->bus, &bo)) != CAIRN_OK) {
         snprintf(err, errlen, "bus: %s", cairn_strerror(rv));

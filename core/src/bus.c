@@ -268,6 +268,11 @@ cairni_bus_open(cairni_bus **busp, const cairni_bus_opts *opts)
         bus->sub_queue = opts->sub_queue ? opts->sub_queue : bus->sub_queue;
         bus->metrics = opts->metrics;
     }
+    if (cairni_bus_policies_set(bus, opts != NULL ? opts->calls : NULL) !=
+        CAIRN_OK) {
+        free(bus);
+        return CAIRN_ENOMEM;
+    }
     snprintf(bus->prefix, sizeof(bus->prefix), "inproc://cairn-%p-%u",
              (void *)bus, atomic_fetch_add(&counter, 1));
     pthread_rwlockattr_init(&attr);

@@ -51,6 +51,11 @@ struct cairni_bus {
     cairni_bus_queue *queues;    /* owned; freed at close only */
     cairn_sub        *consumers; /* owned */
     cairni_bus_rpc   *rpcs;      /* owned; freed at close only */
+
+    /* Call policies, copied at open and immutable after it. */
+    cairni_call_cfg *policies; /* owned, names owned */
+    size_t           npolicies;
+    cairni_call_cfg  policy_default; /* name NULL */
 };
 
 /* A subscription or a queue consumer: a pull0 socket and the delivery
@@ -144,6 +149,8 @@ void cairni_bus_queues_render(cairni_bus *bus, cairni_buf *out);
 
 /* ---- bus_rpc.c -------------------------------------------------------- */
 
+/* Copies the call policies (calls may be NULL: no breakers, no retries). */
+cairn_err cairni_bus_policies_set(cairni_bus *bus, const cairni_calls_cfg *calls);
 void cairni_bus_rpcs_close(cairni_bus *bus);
 void cairni_bus_rpcs_render(cairni_bus *bus, cairni_buf *out);
 

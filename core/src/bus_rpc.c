@@ -37,6 +37,15 @@
  * counters are atomic.  No lock is held while a handler runs or while a
  * caller waits.
  *
+ * Call policies (the config's `calls`).  Each entry has a circuit
+ * breaker (breaker.c) set from its service's policy when the entry is
+ * made.  A call passes the breaker first: while it is open the call fails
+ * at once with CAIRN_EUNAVAIL and the service never sees it.  Outcomes
+ * that count against the service (cairni_call_failed) feed the breaker.
+ * A service marked idempotent may be called up to `attempts` times for
+ * one request, with full-jitter backoff between the attempts, all within
+ * the one deadline the caller gave; no other call is ever repeated.
+ *
  * Unserve: the entry forgets the service under bus->lock (new calls get
  * CAIRN_ENOENT), the thread's receive aio is stopped, which ends the
  * thread once a running handler has returned and replied, the thread is
@@ -50,13 +59,16 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "bus_impl.h"
+#include "store.h"
 
 #define BUS_SLOTS_MAX 16       /* idle request contexts kept per name */
 #define BUS_REPLY_SEND_MS 1000 /* a reply never blocks a service longer */
 #define BUS_REQ_HDR 8          /* deadline header of a request */
 #define BUS_REP_HDR 4          /* status header of a reply */
+#define BUS_BACKOFF_MAX_MS 1000 /* longest pause between call attempts */
 
 typedef struct bus_slot {
     struct bus_slot *next;
@@ -83,6 +95,10 @@ struct cairni_bus_rpc {
     _Atomic uint64_t handled; /* requests the handler ran */
     _Atomic uint64_t expired; /* requests skipped: deadline passed */
     _Atomic uint64_t bad;     /* malformed requests */
+    _Atomic uint64_t retries; /* attempts after the first */
+
+    cairni_call_cfg policy;  /* immutable; name borrowed */
+    cairni_breaker  breaker;
 };
 
 struct cairn_svc {
@@ -285,8 +301,68 @@ bus_rpc_free(cairni_bus_rpc *rpc)
         nng_close(rpc->req);
     }
     pthread_mutex_destroy(&rpc->slot_lock);
+    cairni_breaker_fini(&rpc->breaker);
     free(rpc->name);
     free(rpc);
+}
+
+/* ---- call policies ------------------------------------------------------ */
+
+static void
+bus_policies_free(cairni_bus *bus)
+{
+    for (size_t i = 0; i < bus->npolicies; i++) {
+        free((char *)bus->policies[i].name);
+    }
+    free(bus->policies);
+    bus->policies = NULL;
+    bus->npolicies = 0;
+}
+
+cairn_err
+cairni_bus_policies_set(cairni_bus *bus, const cairni_calls_cfg *calls)
+{
+    cairni_call_cfg *d = &bus->policy_default;
+
+    memset(d, 0, sizeof(*d));
+    d->attempts = 1;
+    d->probes = 1;
+    d->backoff_ms = 1;
+    if (calls == NULL) {
+        return CAIRN_OK; /* failures 0: no breaker */
+    }
+    d->failures = calls->failures;
+    d->open_ms = calls->open_ms;
+    d->probes = calls->probes;
+    d->backoff_ms = calls->backoff_ms;
+    if (calls->services.count == 0) {
+        return CAIRN_OK;
+    }
+    bus->policies = calloc(calls->services.count, sizeof(*bus->policies));
+    if (bus->policies == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    const cairni_call_cfg *src = calls->services.items;
+    for (size_t i = 0; i < calls->services.count; i++) {
+        bus->policies[i] = src[i];
+        if ((bus->policies[i].name = strdup(src[i].name)) == NULL) {
+            bus_policies_free(bus);
+            return CAIRN_ENOMEM;
+        }
+        bus->npolicies++;
+    }
+    return CAIRN_OK;
+}
+
+static const cairni_call_cfg *
+bus_policy(const cairni_bus *bus, const char *service)
+{
+    for (size_t i = 0; i < bus->npolicies; i++) {
+        if (strcmp(bus->policies[i].name, service) == 0) {
+            return &bus->policies[i];
+        }
+    }
+    return &bus->policy_default;
 }
 
 /* bus->lock held.  The entry for name, made if create and missing. */
@@ -313,6 +389,10 @@ bus_rpc_find(cairni_bus *bus, const char *name, bool create,
         return CAIRN_ENOMEM;
     }
     pthread_mutex_init(&rpc->slot_lock, NULL);
+    rpc->policy = *bus_policy(bus, name);
+    cairni_breaker_init(&rpc->breaker, (uint32_t)rpc->policy.failures,
+                        rpc->policy.open_ms * 1000,
+                        (uint32_t)rpc->policy.probes);
     rpc->req = bus_nosock;
     cairni_bus_url(bus, "svc", rpc->url);
     rpc->next = bus->rpcs;
@@ -543,34 +623,22 @@ bus_rpc_account(cairni_bus_rpc *rpc, cairn_err rv, const cairn_reply *reply,
     }
 }
 
-cairn_err
-cairni_bus_call(cairni_bus *bus, const char *service, const cairn_envelope *req,
-                uint32_t timeout_ms, cairn_reply *reply)
+/* One exchange with the service; reply is filled on CAIRN_OK. */
+static cairn_err
+bus_call_once(cairni_bus_rpc *rpc, const char *service,
+              const cairn_envelope *req, uint64_t deadline, cairn_reply *reply)
 {
-    uint64_t        t0 = cairni_mono_us();
-    uint8_t         hdr[BUS_REQ_HDR];
-    cairni_bus_rpc *rpc;
-    bus_slot       *slot = NULL;
-    nng_msg        *msg = NULL;
-    cairn_err       rv;
+    uint64_t  t0 = cairni_mono_us();
+    uint8_t   hdr[BUS_REQ_HDR];
+    bus_slot *slot = NULL;
+    nng_msg  *msg = NULL;
+    cairn_err rv;
 
-    if (reply == NULL) {
-        return CAIRN_EINVAL;
-    }
-    memset(reply, 0, sizeof(*reply));
-    if (bus == NULL || req == NULL || timeout_ms == 0 ||
-        cairni_bus_name_valid(service) != CAIRN_OK) {
-        return CAIRN_EINVAL;
-    }
-    if ((rv = bus_rpc_lookup(bus, service, &rpc)) != CAIRN_OK) {
-        return rv;
-    }
-    bus_put_be(hdr, t0 + (uint64_t)timeout_ms * 1000, BUS_REQ_HDR);
+    bus_put_be(hdr, deadline, BUS_REQ_HDR);
     if ((rv = cairni_bus_env_msg(req, service, hdr, sizeof(hdr), false,
                                  &msg)) != CAIRN_OK ||
         (rv = bus_slot_get(rpc, &slot)) != CAIRN_OK ||
-        (rv = bus_exchange(slot, &msg, t0 + (uint64_t)timeout_ms * 1000)) !=
-            CAIRN_OK) {
+        (rv = bus_exchange(slot, &msg, deadline)) != CAIRN_OK) {
         goto done;
     }
     if (nng_msg_len(msg) < BUS_REP_HDR) {
@@ -591,6 +659,73 @@ done:
     }
     bus_rpc_account(rpc, rv, reply, t0);
     return rv;
+}
+
+/* Whether attempt (1-based) may be followed by another: the service is
+ * idempotent, attempts are left, and the pause ends before the deadline.
+ * *pause_ms is that pause. */
+static bool
+bus_may_retry(const cairni_bus_rpc *rpc, uint32_t attempt, uint64_t deadline,
+              uint32_t *pause_ms)
+{
+    const cairni_call_cfg *p = &rpc->policy;
+    cairni_retry_cfg       r = {
+              .initial_ms = p->backoff_ms,
+              .max_ms = p->backoff_ms > BUS_BACKOFF_MAX_MS ? p->backoff_ms
+                                                           : BUS_BACKOFF_MAX_MS,
+              .multiplier = 2.0,
+    };
+    uint64_t               ms;
+
+    if (!p->idempotent || attempt >= (uint64_t)p->attempts) {
+        return false;
+    }
+    ms = cairni_backoff_delay(&r, attempt, cairni_retry_rand());
+    if (cairni_mono_us() + ms * 1000 >= deadline) {
+        return false;
+    }
+    *pause_ms = (uint32_t)ms;
+    return true;
+}
+
+cairn_err
+cairni_bus_call(cairni_bus *bus, const char *service, const cairn_envelope *req,
+                uint32_t timeout_ms, cairn_reply *reply)
+{
+    uint64_t        deadline = cairni_mono_us() + (uint64_t)timeout_ms * 1000;
+    cairni_bus_rpc *rpc;
+    cairn_err       rv;
+    uint32_t        pause_ms;
+
+    if (reply == NULL) {
+        return CAIRN_EINVAL;
+    }
+    memset(reply, 0, sizeof(*reply));
+    if (bus == NULL || req == NULL || timeout_ms == 0 ||
+        cairni_bus_name_valid(service) != CAIRN_OK) {
+        return CAIRN_EINVAL;
+    }
+    if ((rv = bus_rpc_lookup(bus, service, &rpc)) != CAIRN_OK) {
+        return rv;
+    }
+    for (uint32_t attempt = 1;; attempt++) {
+        bool probe;
+        bool failed;
+
+        if ((rv = cairni_breaker_enter(&rpc->breaker, cairni_mono_us(),
+                                       &probe)) != CAIRN_OK) {
+            return rv;
+        }
+        rv = bus_call_once(rpc, service, req, deadline, reply);
+        failed = cairni_call_failed(rv, reply->status);
+        cairni_breaker_done(&rpc->breaker, cairni_mono_us(), probe, failed);
+        if (!failed || !bus_may_retry(rpc, attempt, deadline, &pause_ms)) {
+            return rv;
+        }
+        cairni_reply_fini(reply);
+        atomic_fetch_add(&rpc->retries, 1);
+        nng_msleep((nng_duration)pause_ms);
+    }
 }
 
 void
@@ -624,6 +759,7 @@ cairni_bus_rpcs_close(cairni_bus *bus)
         bus_rpc_free(rpcs);
         rpcs = next;
     }
+    bus_policies_free(bus);
 }
 
 /* bus->lock held. */
@@ -660,6 +796,33 @@ bus_render_rpc_family(cairni_bus *bus, cairni_buf *out, const char *metric,
     }
 }
 
+/* bus->lock held.  State (0 closed, 1 open, 2 half-open), transitions
+ * and fast failures of each service's breaker. */
+static void
+bus_render_breakers(cairni_bus *bus, cairni_buf *out)
+{
+    static const char *const to[] = {"open", "half_open", "closed"};
+
+    cairni_buf_printf(out, "# TYPE cairn_rpc_breaker_state gauge\n");
+    for (cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+        cairni_bus_prom(out, "cairn_rpc_breaker_state", "service", r->name,
+                        NULL, NULL, (uint64_t)cairni_breaker_get(&r->breaker));
+    }
+    cairni_buf_printf(out,
+                      "# TYPE cairn_rpc_breaker_transitions_total counter\n");
+    for (cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+        uint64_t v[3] = {atomic_load(&r->breaker.n_open),
+                         atomic_load(&r->breaker.n_half),
+                         atomic_load(&r->breaker.n_closed)};
+        for (int i = 0; i < 3; i++) {
+            cairni_bus_prom(out, "cairn_rpc_breaker_transitions_total",
+                            "service", r->name, "to", to[i], v[i]);
+        }
+    }
+    bus_render_rpc_family(bus, out, "cairn_rpc_rejected_total",
+                          offsetof(cairni_bus_rpc, breaker.n_rejected));
+}
+
 void
 cairni_bus_rpcs_render(cairni_bus *bus, cairni_buf *out)
 {
@@ -682,6 +845,9 @@ cairni_bus_rpcs_render(cairni_bus *bus, cairni_buf *out)
                           offsetof(cairni_bus_rpc, expired));
     bus_render_rpc_family(bus, out, "cairn_rpc_malformed_total",
                           offsetof(cairni_bus_rpc, bad));
+    bus_render_rpc_family(bus, out, "cairn_rpc_retries_total",
+                          offsetof(cairni_bus_rpc, retries));
+    bus_render_breakers(bus, out);
     pthread_mutex_unlock(&bus->lock);
 }
 
@@ -689,11 +855,13 @@ void
 cairni_bus_list_services(cairni_bus *bus, cairni_buf *out)
 {
     pthread_mutex_lock(&bus->lock);
-    for (const cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
+    for (cairni_bus_rpc *r = bus->rpcs; r != NULL; r = r->next) {
         if (r->svc != NULL) {
-            cairni_buf_printf(out, "%s %s %llu\n", r->name,
-                              r->svc->owner[0] ? r->svc->owner : "-",
-                              (unsigned long long)atomic_load(&r->handled));
+            cairni_buf_printf(
+                out, "%s %s %llu %s\n", r->name,
+                r->svc->owner[0] ? r->svc->owner : "-",
+                (unsigned long long)atomic_load(&r->handled),
+                cairni_breaker_name(cairni_breaker_get(&r->breaker)));
         }
     }
     pthread_mutex_unlock(&bus->lock);

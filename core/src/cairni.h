@@ -17,6 +17,7 @@
 #ifndef CAIRNI_H
 #define CAIRNI_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -118,17 +119,69 @@ void cairni_metrics_render(cairni_metrics *m, cairni_buf *out);
 /* Escapes a label value for Prometheus text (backslash, quote, newline). */
 void cairni_prom_escape(cairni_buf *out, const char *s, size_t len);
 
+/* ---- breaker.c: circuit breaker ------------------------------------------
+ * closed: calls pass; `failures` consecutive failures open it.  open:
+ * calls fail at once (CAIRN_EUNAVAIL) until `open_us` has passed, then it
+ * is half-open: up to `probes` calls pass as probes, the others fail at
+ * once; a failed probe opens it again, `probes` successful ones close it.
+ * Thread-safe; the time is the caller's (cairni_mono_us), so tests can
+ * drive it. */
+
+typedef enum cairni_breaker_state {
+    CAIRNI_BREAKER_CLOSED = 0,
+    CAIRNI_BREAKER_OPEN = 1,
+    CAIRNI_BREAKER_HALF_OPEN = 2,
+} cairni_breaker_state;
+
+typedef struct cairni_breaker {
+    pthread_mutex_t mtx;
+    uint32_t        failures; /* threshold; 0 = never opens */
+    uint32_t        probes;
+    uint64_t        open_us;
+
+    cairni_breaker_state state; /* mtx */
+    uint32_t             fails;     /* consecutive, while closed */
+    uint32_t             probing;   /* probes out, while half-open */
+    uint32_t             probe_ok;  /* successful probes, while half-open */
+    uint64_t             opened_at; /* when it last opened */
+
+    _Atomic uint64_t n_open;     /* transitions to open */
+    _Atomic uint64_t n_half;     /* transitions to half-open */
+    _Atomic uint64_t n_closed;   /* transitions back to closed */
+    _Atomic uint64_t n_rejected; /* calls failed fast */
+} cairni_breaker;
+
+/* probes == 0 counts as 1. */
+void cairni_breaker_init(cairni_breaker *b, uint32_t failures,
+                         uint64_t open_us, uint32_t probes);
+void cairni_breaker_fini(cairni_breaker *b);
+/* Before a call: CAIRN_OK (go; *probe says whether it is a probe that
+ * cairni_breaker_done must be told about) or CAIRN_EUNAVAIL. */
+cairn_err cairni_breaker_enter(cairni_breaker *b, uint64_t now, bool *probe);
+/* After a call that entered: failed says whether it counts as a failure. */
+void cairni_breaker_done(cairni_breaker *b, uint64_t now, bool probe,
+                         bool failed);
+cairni_breaker_state cairni_breaker_get(cairni_breaker *b);
+const char *cairni_breaker_name(cairni_breaker_state st);
+/* Whether an outcome counts against the service: a call that failed to
+ * get a reply (rv), or a reply whose status says the service is in
+ * trouble (timeouts, I/O, busy, ...), not the caller's own errors. */
+bool cairni_call_failed(cairn_err rv, cairn_err status);
+
 /* ---- bus.c, bus_queue.c, bus_rpc.c ---------------------------------------
  * Design, invariants, locks and threads: the top of bus.c.  Queue and
  * service names are 1..256 bytes (CAIRN_EINVAL otherwise).  Do not call
  * anything on a bus concurrently with cairni_bus_close. */
 
 typedef struct cairni_bus cairni_bus;
+typedef struct cairni_calls_cfg cairni_calls_cfg; /* config, below */
 
 typedef struct cairni_bus_opts {
     uint32_t        sub_queue; /* messages a subscriber may lag before its
                                   drops start; 0 = 4096 */
     cairni_metrics *metrics;   /* per-topic counters; may be NULL */
+    const cairni_calls_cfg *calls; /* call policies (copied); NULL = no
+                                      breakers, no retries */
 } cairni_bus_opts;
 
 typedef struct cairni_sub_stats {
@@ -217,11 +270,15 @@ void      cairni_reply_fini(cairn_reply *reply);
  * histogram {service}; cairn_rpc_calls_total{service,result} with result
  * ok, timeout or error (a reply whose status is not CAIRN_OK is an error);
  * cairn_rpc_handled_total, cairn_rpc_expired_total,
- * cairn_rpc_malformed_total {service}. */
+ * cairn_rpc_malformed_total, cairn_rpc_retries_total,
+ * cairn_rpc_rejected_total (failed fast by an open breaker) {service};
+ * cairn_rpc_breaker_state{service} (0 closed, 1 open, 2 half-open) and
+ * cairn_rpc_breaker_transitions_total{service,to}. */
 void cairni_bus_render_metrics(cairni_bus *bus, cairni_buf *out);
 
-/* Appends one line per registered service: "name owner calls\n", where
- * calls counts the requests its handler ran and owner is "-" if empty. */
+/* Appends one line per registered service: "name owner calls breaker\n",
+ * where calls counts the requests its handler ran, owner is "-" if empty
+ * and breaker is closed, open or half-open. */
 void cairni_bus_list_services(cairni_bus *bus, cairni_buf *out);
 
 /* ---- config.c ---------------------------------------------------------- */
@@ -330,6 +387,28 @@ typedef struct cairni_retry_cfg {
     int64_t  max_attempts; /* 0 = forever */
 } cairni_retry_cfg;
 
+/* Policy of request/reply calls to one service (`calls.services[]`);
+ * absent keys inherit the `calls` section's values. */
+typedef struct cairni_call_cfg {
+    const char *name;       /* service name */
+    int64_t     failures;   /* consecutive failures that open the breaker;
+                               0 = no breaker */
+    uint64_t    open_ms;    /* open this long before a probe is let through */
+    int64_t     probes;     /* successful probes that close it again */
+    bool        idempotent; /* a failed call may be made again */
+    int64_t     attempts;   /* calls made for one request (idempotent only) */
+    uint64_t    backoff_ms; /* first delay between attempts (full jitter) */
+    int         line;
+} cairni_call_cfg;
+
+struct cairni_calls_cfg {
+    int64_t        failures;
+    uint64_t       open_ms;
+    int64_t        probes;
+    uint64_t       backoff_ms;
+    cairn_cfg_list services; /* of cairni_call_cfg */
+};
+
 typedef struct cairni_plugin_cfg {
     const char        *name;     /* instance name, unique */
     const char        *path;     /* shared object; relative names are
@@ -343,6 +422,7 @@ typedef struct cairni_config {
     cairni_runtime_cfg runtime;
     cairni_store_cfg   store;
     cairni_retry_cfg   retry;
+    cairni_calls_cfg   calls;
     cairn_cfg_list     plugins; /* of cairni_plugin_cfg */
     cairn_cfg_list     routes;  /* of cairni_route_cfg */
     cairni_doc        *doc;

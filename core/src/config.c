@@ -727,6 +727,47 @@ static const cairn_cfg_field cfg_retry_fields[] = {
     {.type = CAIRN_CFG_END},
 };
 
+static const cairn_cfg_field cfg_call_fields[] = {
+    CFG_ROW("name", CAIRN_CFG_STRING, cairni_call_cfg, name, NULL,
+            "service name", .min = 0),
+    CFG_ROW("failures", CAIRN_CFG_INT, cairni_call_cfg, failures, "5",
+            "as calls.failures, for this service", .min = 0, .max = 1000000),
+    CFG_ROW("open", CAIRN_CFG_DURATION, cairni_call_cfg, open_ms, "10s",
+            "as calls.open", .min = 1, .max = CFG_NO_MAX_U64),
+    CFG_ROW("probes", CAIRN_CFG_INT, cairni_call_cfg, probes, "1",
+            "as calls.probes", .min = 1, .max = 1000),
+    CFG_ROW("idempotent", CAIRN_CFG_BOOL, cairni_call_cfg, idempotent, "false",
+            "calling it twice has the effect of calling it once, so a failed "
+            "call may be retried", .min = 0),
+    CFG_ROW("attempts", CAIRN_CFG_INT, cairni_call_cfg, attempts, "1",
+            "calls made for one request, within its deadline; more than 1 "
+            "needs idempotent: true", .min = 1, .max = 100),
+    CFG_ROW("backoff", CAIRN_CFG_DURATION, cairni_call_cfg, backoff_ms, "20ms",
+            "as calls.backoff", .min = 1, .max = CFG_NO_MAX_U64),
+    {.type = CAIRN_CFG_END},
+};
+
+static const cairn_cfg_field cfg_calls_fields[] = {
+    CFG_ROW("failures", CAIRN_CFG_INT, cairni_calls_cfg, failures, "5",
+            "consecutive failed calls (timeouts, service errors) that open a "
+            "service's circuit breaker; 0: no breaker", .min = 0,
+            .max = 1000000),
+    CFG_ROW("open", CAIRN_CFG_DURATION, cairni_calls_cfg, open_ms, "10s",
+            "how long an open breaker fails calls at once before it lets a "
+            "probe through", .min = 1, .max = CFG_NO_MAX_U64),
+    CFG_ROW("probes", CAIRN_CFG_INT, cairni_calls_cfg, probes, "1",
+            "successful probe calls that close a half-open breaker",
+            .min = 1, .max = 1000),
+    CFG_ROW("backoff", CAIRN_CFG_DURATION, cairni_calls_cfg, backoff_ms,
+            "20ms", "first delay before a retried call (doubling, full "
+            "jitter, at most 1s, never past the call's deadline)", .min = 1,
+            .max = CFG_NO_MAX_U64),
+    CFG_ROW("services", CAIRN_CFG_LIST, cairni_calls_cfg, services, NULL,
+            "per-service policies; absent keys take the values above",
+            .sub = cfg_call_fields, .elem_size = sizeof(cairni_call_cfg)),
+    {.type = CAIRN_CFG_END},
+};
+
 static const cairn_cfg_field cfg_plugin_fields[] = {
     CFG_ROW("name", CAIRN_CFG_STRING, cairni_plugin_cfg, name, NULL,
             "instance name, unique among the plugins", .min = 0),
@@ -748,6 +789,9 @@ const cairn_cfg_field cairni_config_fields[] = {
             "the durable outbox", .sub = cfg_store_fields),
     CFG_ROW("retry", CAIRN_CFG_MAP, cairni_config, retry, NULL,
             "backoff of failed deliveries", .sub = cfg_retry_fields),
+    CFG_ROW("calls", CAIRN_CFG_MAP, cairni_config, calls, NULL,
+            "request/reply calls: circuit breakers and retries",
+            .sub = cfg_calls_fields),
     CFG_ROW("plugins", CAIRN_CFG_LIST, cairni_config, plugins, NULL,
             "plugins to load, started in this order", .sub = cfg_plugin_fields,
             .elem_size = sizeof(cairni_plugin_cfg)),
@@ -860,6 +904,60 @@ cfg_check_dests(cairni_config *cfg, char *err, size_t errlen)
     return CAIRN_OK;
 }
 
+/* Call policies: absent keys inherit the calls section's; names
+ * non-empty and unique; retries only for idempotent services. */
+static void
+cfg_call_inherit(const cairni_calls_cfg *c, const cairni_node *n,
+                 cairni_call_cfg *e)
+{
+    if (cairni_node_get(n, "failures") == NULL) {
+        e->failures = c->failures;
+    }
+    if (cairni_node_get(n, "open") == NULL) {
+        e->open_ms = c->open_ms;
+    }
+    if (cairni_node_get(n, "probes") == NULL) {
+        e->probes = c->probes;
+    }
+    if (cairni_node_get(n, "backoff") == NULL) {
+        e->backoff_ms = c->backoff_ms;
+    }
+}
+
+static cairn_err
+cfg_check_calls(cairni_config *cfg, char *err, size_t errlen)
+{
+    const cairni_node *calls = cairni_node_get(cfg->doc->root, "calls");
+    const cairni_node *seq   = cairni_node_get(calls, "services");
+    cairni_call_cfg   *c     = cfg->calls.services.items;
+    for (size_t i = 0; i < cfg->calls.services.count; i++) {
+        c[i].line = seq->items[i]->line;
+        cfg_call_inherit(&cfg->calls, seq->items[i], &c[i]);
+        if (c[i].name[0] == '\0') {
+            cfg_errf(err, errlen, cfg->doc->file, c[i].line,
+                     "'calls.services[%zu].name' must not be empty", i);
+            return CAIRN_ECONFIG;
+        }
+        if (c[i].attempts > 1 && !c[i].idempotent) {
+            cfg_errf(err, errlen, cfg->doc->file, c[i].line,
+                     "'calls.services[%zu].attempts' is %lld but the service "
+                     "is not idempotent: a retried call could act twice (set "
+                     "idempotent: true, or attempts: 1)",
+                     i, (long long)c[i].attempts);
+            return CAIRN_ECONFIG;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c[i].name, c[j].name) == 0) {
+                cfg_errf(err, errlen, cfg->doc->file, c[i].line,
+                         "duplicate service '%.64s' (first at line %d)",
+                         c[i].name, c[j].line);
+                return CAIRN_ECONFIG;
+            }
+        }
+    }
+    return CAIRN_OK;
+}
+
 static bool
 cfg_is_plugin(const cairni_config *cfg, const char *name)
 {
@@ -899,6 +997,7 @@ static const cfg_check_fn cfg_checks[] = {
     cfg_check_plugins,
     cfg_check_dests,
     cfg_check_routes,
+    cfg_check_calls,
 };
 
 /* Takes doc; on success *cfgp owns it. */

@@ -38,6 +38,7 @@ cairn_strerror(cairn_err err)
         [CAIRN_EIO]          = "input/output error",
         [CAIRN_ECONNREFUSED] = "connection refused",
         [CAIRN_EINTERNAL]    = "internal error",
+        [CAIRN_EUNAVAIL]     = "service unavailable (circuit open)",
     };
     if (err & CAIRN_ESYSERR) {
         return strerror((int)(err & ~CAIRN_ESYSERR));

@@ -187,6 +187,8 @@ uint64_t cairni_backoff_cap(const cairni_retry_cfg *r, uint32_t attempt);
 /* Full jitter: uniform in [0, cap]; rnd is a uniform 64-bit value. */
 uint64_t cairni_backoff_delay(const cairni_retry_cfg *r, uint32_t attempt,
                               uint64_t rnd);
+/* A uniform 64-bit value (per-thread xorshift, seeded by getrandom). */
+uint64_t cairni_retry_rand(void);
 
 #pragma GCC visibility pop
 

@@ -46,11 +46,6 @@ void *cairni_store_calloc(size_t n, size_t size);
 void *cairni_store_realloc(void *p, size_t n);
 void  cairni_store_free(void *p);
 
-/* ---- random numbers for backoff (retry.c) -------------------------------- */
-
-/* Uniform 64-bit value: a per-thread xorshift seeded by getrandom(). */
-uint64_t cairni_retry_rand(void);
-
 /* ---- destinations (store.c) ---------------------------------------------- */
 
 #define STORE_DEST_NAME_MAX 127

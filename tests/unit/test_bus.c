@@ -725,8 +725,8 @@ test_rpc_basics(void **state)
     assert_null(rep.impl_);
 
     cairni_bus_list_services(bus, &out);
-    assert_non_null(strstr(out.data, "echo p1 2\n"));
-    assert_non_null(strstr(out.data, "later p1 1\n"));
+    assert_non_null(strstr(out.data, "echo p1 2 closed\n"));
+    assert_non_null(strstr(out.data, "later p1 1 closed\n"));
     out.len = 0;
     cairni_bus_render_metrics(bus, &out);
     assert_non_null(strstr(

@@ -45,6 +45,7 @@ typedef enum cairn_err {
     CAIRN_EIO       = 18, /* I/O error */
     CAIRN_ECONNREFUSED = 19, /* peer refused or is not there */
     CAIRN_EINTERNAL = 20, /* internal error: a bug */
+    CAIRN_EUNAVAIL  = 21, /* service unavailable: its circuit breaker is open */
     CAIRN_ESYSERR   = 0x10000000 /* OR-ed with errno */
 } cairn_err;
 
