@@ -156,79 +156,9 @@ admin_cmd_plugins(cd_admin *ad, const admin_req *rq, cairni_buf *out)
 }
 
 static void
-admin_plugin_metrics(cd_runtime *rt, cairni_buf *out)
-{
-    static const char *const names[] = {"published", "delivered", "errors",
-                                        "calls"};
-    for (int k = 0; k < 4; k++) {
-        cairni_buf_printf(out, "# TYPE cairn_plugin_%s_total counter\n",
-                          names[k]);
-        for (size_t i = 0; i < rt->nplugins; i++) {
-            const cairn_plugin *p    = &rt->plugins[i];
-            const _Atomic uint64_t *v[] = {&p->published, &p->delivered,
-                                           &p->errors, &p->calls};
-            cairni_buf_printf(out, "cairn_plugin_%s_total{plugin=\"",
-                              names[k]);
-            cairni_prom_escape(out, p->cfg->name, strlen(p->cfg->name));
-            cairni_buf_printf(out, "\"} %llu\n",
-                              (unsigned long long)atomic_load(v[k]));
-        }
-    }
-    cairni_buf_printf(out, "# TYPE cairn_plugin_up gauge\n");
-    pthread_mutex_lock(&rt->lock);
-    for (size_t i = 0; i < rt->nplugins; i++) {
-        cairni_buf_printf(out, "cairn_plugin_up{plugin=\"");
-        cairni_prom_escape(out, rt->plugins[i].cfg->name,
-                           strlen(rt->plugins[i].cfg->name));
-        cairni_buf_printf(out, "\"} %d\n", rt->plugins[i].st == CD_STARTED);
-    }
-    pthread_mutex_unlock(&rt->lock);
-}
-
-/* The plugins' own metrics: cairn_<name>{plugin="..."}.  The metrics
- * array only grows, and a slot's name is written once before it is
- * visible, so reading without the plugin's lock is safe once the slot
- * pointer is seen under it. */
-static void
-admin_own_metrics(cd_runtime *rt, cairni_buf *out)
-{
-    for (size_t i = 0; i < rt->nplugins; i++) {
-        cairn_plugin *p = &rt->plugins[i];
-        pthread_mutex_lock(&p->lock);
-        for (size_t k = 0; p->metrics != NULL && k < CD_MAX_METRICS; k++) {
-            cd_metric *m = &p->metrics[k];
-            if (m->name[0] == '\0') {
-                break;
-            }
-            uint64_t bits = atomic_load(&m->value);
-            double   d;
-            memcpy(&d, &bits, sizeof(d));
-            cairni_buf_printf(out, "cairn_%s{plugin=\"", m->name);
-            cairni_prom_escape(out, p->cfg->name, strlen(p->cfg->name));
-            if (m->gauge) {
-                cairni_buf_printf(out, "\"} %.17g\n", d);
-            } else {
-                cairni_buf_printf(out, "\"} %llu\n", (unsigned long long)bits);
-            }
-        }
-        pthread_mutex_unlock(&p->lock);
-    }
-}
-
-static void
 admin_cmd_metrics(cd_admin *ad, const admin_req *rq, cairni_buf *out)
 {
-    cd_runtime *rt = ad->rt;
-    cairni_buf_printf(out,
-                      "# TYPE cairn_uptime_seconds gauge\n"
-                      "cairn_uptime_seconds %llu\n",
-                      (unsigned long long)((cairni_mono_ms() - rt->started_ms) /
-                                           1000));
-    admin_plugin_metrics(rt, out);
-    admin_own_metrics(rt, out);
-    cairni_metrics_render(rt->metrics, out);
-    cairni_bus_render_metrics(rt->bus, out);
-    cairni_store_render_metrics(rt->store, out);
+    cd_metrics_render(ad->rt, out);
 }
 
 static void

@@ -108,6 +108,7 @@ struct cairn_plugin {
     _Atomic uint64_t delivered;
     _Atomic uint64_t errors;
     _Atomic uint64_t calls;
+    _Atomic int      link; /* host->link_state: 0 never, 1 up, 2 down */
 };
 
 /* A plugin's own metric (host->gauge_set, host->counter_add). */
@@ -197,6 +198,10 @@ extern const cairn_host cd_host;
 void cd_host_release_all(cairn_plugin *p);
 /* Wakes the plugin's sleepers after stopping was set. */
 void cd_host_wake(cairn_plugin *p);
+/* The runtime's metrics in Prometheus text (`cairn metrics`, /metrics). */
+void cd_metrics_render(cd_runtime *rt, cairni_buf *out);
+/* Every plugin started and every reported link up; else why says which. */
+bool cd_ready(cd_runtime *rt, char *why, size_t len);
 
 /* ---- admin.c ----------------------------------------------------------- */
 

@@ -469,6 +469,170 @@ host_counter_add(cairn_plugin *self, const char *name, uint64_t delta)
     }
 }
 
+
+/* ---- ABI 1.2: health and metrics ---------------------------------------- */
+
+static void
+host_plugin_metrics(cd_runtime *rt, cairni_buf *out)
+{
+    static const char *const names[] = {"published", "delivered", "errors",
+                                        "calls"};
+    for (int k = 0; k < 4; k++) {
+        cairni_buf_printf(out, "# TYPE cairn_plugin_%s_total counter\n",
+                          names[k]);
+        for (size_t i = 0; i < rt->nplugins; i++) {
+            const cairn_plugin *p    = &rt->plugins[i];
+            const _Atomic uint64_t *v[] = {&p->published, &p->delivered,
+                                           &p->errors, &p->calls};
+            cairni_buf_printf(out, "cairn_plugin_%s_total{plugin=\"",
+                              names[k]);
+            cairni_prom_escape(out, p->cfg->name, strlen(p->cfg->name));
+            cairni_buf_printf(out, "\"} %llu\n",
+                              (unsigned long long)atomic_load(v[k]));
+        }
+    }
+    cairni_buf_printf(out, "# TYPE cairn_plugin_up gauge\n");
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nplugins; i++) {
+        cairni_buf_printf(out, "cairn_plugin_up{plugin=\"");
+        cairni_prom_escape(out, rt->plugins[i].cfg->name,
+                           strlen(rt->plugins[i].cfg->name));
+        cairni_buf_printf(out, "\"} %d\n", rt->plugins[i].st == CD_STARTED);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* The plugins' own metrics: cairn_<name>{plugin="..."}.  The metrics
+ * array only grows, and a slot's name is written once before it is
+ * visible, so reading without the plugin's lock is safe once the slot
+ * pointer is seen under it. */
+static void
+host_own_metrics(cd_runtime *rt, cairni_buf *out)
+{
+    for (size_t i = 0; i < rt->nplugins; i++) {
+        cairn_plugin *p = &rt->plugins[i];
+        pthread_mutex_lock(&p->lock);
+        for (size_t k = 0; p->metrics != NULL && k < CD_MAX_METRICS; k++) {
+            cd_metric *m = &p->metrics[k];
+            if (m->name[0] == '\0') {
+                break;
+            }
+            uint64_t bits = atomic_load(&m->value);
+            double   d;
+            memcpy(&d, &bits, sizeof(d));
+            cairni_buf_printf(out, "cairn_%s{plugin=\"", m->name);
+            cairni_prom_escape(out, p->cfg->name, strlen(p->cfg->name));
+            if (m->gauge) {
+                cairni_buf_printf(out, "\"} %.17g\n", d);
+            } else {
+                cairni_buf_printf(out, "\"} %llu\n", (unsigned long long)bits);
+            }
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+void
+cd_metrics_render(cd_runtime *rt, cairni_buf *out)
+{
+    cairni_buf_printf(out,
+                      "# TYPE cairn_uptime_seconds gauge\n"
+                      "cairn_uptime_seconds %llu\n",
+                      (unsigned long long)((cairni_mono_ms() - rt->started_ms) /
+                                           1000));
+    host_plugin_metrics(rt, out);
+    host_own_metrics(rt, out);
+    cairni_metrics_render(rt->metrics, out);
+    cairni_bus_render_metrics(rt->bus, out);
+    cairni_store_render_metrics(rt->store, out);
+}
+
+bool
+cd_ready(cd_runtime *rt, char *why, size_t len)
+{
+    char text[160] = "";
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nplugins && text[0] == '\0'; i++) {
+        const cairn_plugin *p = &rt->plugins[i];
+        if (p->st != CD_STARTED) {
+            snprintf(text, sizeof(text), "plugin %.64s is %s", p->cfg->name,
+                     cd_state_name(p->st));
+        } else if (atomic_load(&p->link) == 2) {
+            snprintf(text, sizeof(text), "plugin %.64s: link down",
+                     p->cfg->name);
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (why != NULL && len > 0) {
+        snprintf(why, len, "%s", text);
+    }
+    return text[0] == '\0';
+}
+
+static cairn_err
+host_metrics_text(cairn_plugin *self, char **text, size_t *len)
+{
+    cairni_buf out = {0};
+    if (text == NULL || len == NULL) {
+        return CAIRN_EINVAL;
+    }
+    cd_metrics_render(self->rt, &out);
+    if (out.data == NULL) {
+        (void)cairni_buf_append(&out, "", 0);
+    }
+    if (out.failed || out.data == NULL) {
+        cairni_buf_fini(&out);
+        return CAIRN_ENOMEM;
+    }
+    *text = out.data; /* malloc'ed, NUL-terminated: host->free releases it */
+    *len  = out.len;
+    return CAIRN_OK;
+}
+
+static bool
+host_ready(cairn_plugin *self, char *why, size_t len)
+{
+    return cd_ready(self->rt, why, len);
+}
+
+static void
+host_link_state(cairn_plugin *self, bool up)
+{
+    atomic_store(&self->link, up ? 1 : 2);
+}
+
+/*
+ * kv_txn: the plugin's key-value state outside an inbox handler.  It runs
+ * on the connection of the plugin's drainer (opened here on first use,
+ * as inbox_consume does, and closed at stop after every thread of the
+ * plugin ended), so it is serialized with the plugin's inbox handler.
+ * fn's own verdict is not counted as an error: declining is how it asks
+ * for a rollback.
+ */
+static cairn_err
+host_kv_txn(cairn_plugin *self, cairn_err (*fn)(cairn_txn *txn, void *arg),
+            void *arg)
+{
+    cairn_err     rv = CAIRN_OK;
+    cairni_drain *d;
+    if (fn == NULL) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    if (self->rt->store == NULL) {
+        return host_count(self, CAIRN_ENOTSUP);
+    }
+    pthread_mutex_lock(&self->lock);
+    if (self->drain == NULL) {
+        rv = cairni_drain_open(self->rt->store, self->cfg->name, &self->drain);
+    }
+    d = self->drain;
+    pthread_mutex_unlock(&self->lock);
+    if (rv != CAIRN_OK) {
+        return host_count(self, rv);
+    }
+    return cairni_kv_txn(d, self->cfg->name, fn, arg);
+}
+
 const cairn_host cd_host = {
     .abi_version   = CAIRN_ABI_VERSION,
     .size          = sizeof(cairn_host),
@@ -503,4 +667,8 @@ const cairn_host cd_host = {
     .status        = host_status,
     .gauge_set     = host_gauge_set,
     .counter_add   = host_counter_add,
+    .metrics_text  = host_metrics_text,
+    .ready         = host_ready,
+    .link_state    = host_link_state,
+    .kv_txn        = host_kv_txn,
 };

@@ -23,6 +23,13 @@
  * (group commit) for a bridge's downlink.  Ids older than the store's
  * inbox window are deleted by the writer's sweep.
  *
+ * cairni_kv_txn runs a function on the same connection, under the same
+ * lock, for key-value state changed outside an inbox handler (a
+ * service, a plugin's own thread): BEGIN IMMEDIATE, fn, COMMIT or
+ * ROLLBACK.  A thread-local flag marks a thread inside either kind of
+ * transaction, so a nested kv_txn fails with CAIRN_EBUSY instead of
+ * waiting on the lock its own thread holds.
+ *
  * Ownership: kv_get's value is malloc'd for the caller, who frees it
  * with free().  Everything else is borrowed for the call.
  */
@@ -69,6 +76,9 @@ struct cairn_txn { /* cairni_txn */
     inbox_conn *c;
     const char *ns;
 };
+
+/* Set while this thread runs a handler or kv function in a transaction. */
+static _Thread_local bool inbox_in_txn;
 
 /* After an error SQLite may have rolled the transaction back; a kv call
  * then must not run (it would commit on its own). */
@@ -235,7 +245,12 @@ cairni_inbox_process(cairni_drain *d, const char *consumer,
     }
     if (rv == CAIRN_OK) {
         cairni_txn txn = {.c = c, .ns = consumer};
-        cairn_err  verdict = seen ? CAIRN_OK : fn(arg, &rec->env, &txn);
+        cairn_err  verdict = CAIRN_OK;
+        if (!seen) {
+            inbox_in_txn = true;
+            verdict = fn(arg, &rec->env, &txn);
+            inbox_in_txn = false;
+        }
         if (verdict == CAIRN_OK && sqlite3_get_autocommit(c->db)) {
             verdict = CAIRN_EIO; /* an error inside fn ended the txn */
         }
@@ -285,6 +300,41 @@ cairni_inbox_exec_accept(cairni_store *s, store_req *req)
 }
 
 /* ---- key-value state ----------------------------------------------------- */
+
+cairn_err
+cairni_kv_txn(cairni_drain *d, const char *ns, cairni_kv_fn fn, void *arg)
+{
+    if (d == NULL || ns == NULL || fn == NULL) {
+        return CAIRN_EINVAL;
+    }
+    if (inbox_in_txn) {
+        return CAIRN_EBUSY;
+    }
+    inbox_conn **slot = cairni_drain_inbox_lock(d);
+    cairn_err    rv = inbox_conn_get(d, slot);
+    inbox_conn  *c = *slot;
+    if (rv == CAIRN_OK) {
+        rv = inbox_begin(c);
+    }
+    if (rv == CAIRN_OK) {
+        cairni_txn txn = {.c = c, .ns = ns};
+        inbox_in_txn = true;
+        rv = fn(&txn, arg);
+        inbox_in_txn = false;
+        if (rv == CAIRN_OK && sqlite3_get_autocommit(c->db)) {
+            rv = CAIRN_EIO; /* an error inside fn ended the txn */
+        }
+        if (rv == CAIRN_OK) {
+            rv = cairni_store_sqlerr(
+                cairni_store_step_done(c->st[IS_COMMIT]));
+        }
+    }
+    if (c != NULL) {
+        inbox_rollback(c); /* fn declined, or BEGIN/COMMIT failed */
+    }
+    cairni_drain_inbox_unlock(d);
+    return rv;
+}
 
 cairn_err
 cairni_kv_get(cairni_txn *t, const char *key, void **val, size_t *len)

@@ -179,6 +179,21 @@ cairn_err cairni_kv_put(cairni_txn *t, const char *key, const void *val,
                         size_t len);
 cairn_err cairni_kv_del(cairni_txn *t, const char *key);
 
+/* A function run by cairni_kv_txn (the ABI's kv_txn callback). */
+typedef cairn_err (*cairni_kv_fn)(cairni_txn *t, void *arg);
+
+/*
+ * Runs fn in one transaction on d's inbox connection with the key-value
+ * state of namespace ns: fn's changes commit when it returns CAIRN_OK,
+ * none of them otherwise.  Serialized with d's inbox handler (the same
+ * connection, under d->imu).  Returns fn's verdict, or the store's error
+ * (nothing committed); CAIRN_EBUSY when called from inside an inbox
+ * handler or another kv transaction on this thread (it would wait on
+ * itself).
+ */
+cairn_err cairni_kv_txn(cairni_drain *d, const char *ns, cairni_kv_fn fn,
+                        void *arg);
+
 /* ---- retry.c ------------------------------------------------------------ */
 
 /* The cap of the delay before attempt (1-based):

@@ -171,6 +171,8 @@ mqttb_conn_lost(mqttb *b, int rc, const char *why)
     bool was_up = b->state == MQTTB_UP;
     mqttb_error_text(b, rc, err, why);
     b->state = MQTTB_DOWN;
+    if (CAIRN_HOST_HAS(b->host, link_state))
+        b->host->link_state(b->self, false);
     if (was_up) {
         pthread_mutex_lock(&b->lock);
         atomic_store(&b->connected, false);
@@ -228,6 +230,8 @@ mqttb_on_connect(struct mosquitto *m, void *arg, int rc, int flags,
     }
     b->ever_up = true;
     b->state = MQTTB_UP;
+    if (CAIRN_HOST_HAS(b->host, link_state))
+        b->host->link_state(b->self, true);
     b->attempt = 0;
     b->last_error[0] = '\0';
     pthread_mutex_lock(&b->lock);

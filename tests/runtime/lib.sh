@@ -9,13 +9,15 @@ ADMIN="ipc://$T/admin.sock"
 DPID=""
 
 # Cross builds: EMULATOR (e.g. "qemu-aarch64-static -L SYSROOT") runs the
-# target's executables.  $CAIRND and $CAIRN become wrappers that exec it,
+# target's executables.  $CAIRND and $CAIRN (and the integration tests'
+# $MQTT_REC and $PRODUCER, when set) become wrappers that exec it,
 # so they stay one word and $! is still cairnd's pid; `uname -m` names
 # the target machine, as it would on the board.
 if [ -n "${EMULATOR:-}" ]; then
     mkdir "$T/bin"
-    for v in CAIRND CAIRN; do
-        eval "exe=\$$v"
+    for v in CAIRND CAIRN MQTT_REC PRODUCER; do
+        eval "exe=\${$v:-}"
+        [ -n "$exe" ] || continue
         printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$EMULATOR" "$exe" >"$T/bin/$v"
         chmod +x "$T/bin/$v"
         eval "$v=\$T/bin/\$v"

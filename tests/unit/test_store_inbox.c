@@ -284,6 +284,88 @@ test_inbox_accept(void **state)
     assert_int_equal(cairni_inbox_accept(f->s, "c", id), CAIRN_EEXIST);
 }
 
+/* ---- kv transactions outside an inbox handler ----------------------------- */
+
+typedef struct kvctx {
+    cairni_drain *d;
+    int64_t       put;     /* value written to "count" */
+    cairn_err     verdict; /* what the function returns */
+    int64_t       seen;    /* "count" read back inside the txn */
+    cairn_err     nested;  /* result of a kv_txn from inside */
+} kvctx;
+
+static cairn_err
+kv_fn(cairni_txn *t, void *arg)
+{
+    kvctx    *k = arg;
+    void     *v;
+    size_t    len;
+    cairn_err rv = cairni_kv_put(t, "count", &k->put, sizeof(k->put));
+    if (rv != CAIRN_OK) {
+        return rv;
+    }
+    assert_int_equal(cairni_kv_get(t, "count", &v, &len), CAIRN_OK);
+    assert_int_equal(len, sizeof(k->seen));
+    memcpy(&k->seen, v, sizeof(k->seen));
+    free(v);
+    k->nested = cairni_kv_txn(k->d, "c", kv_fn, k);
+    return k->verdict;
+}
+
+static cairn_err
+kv_from_handler(void *arg, const cairn_envelope *env, cairn_txn *txn)
+{
+    kvctx *k = arg;
+    k->nested = cairni_kv_txn(k->d, "c", kv_fn, k);
+    return CAIRN_OK;
+}
+
+static void
+test_kv_txn(void **state)
+{
+    tfix *f = *state;
+    open_drain(f);
+    kvctx k = {.d = f->d, .put = 7, .verdict = CAIRN_OK};
+    assert_int_equal(cairni_kv_txn(f->d, "c", kv_fn, &k), CAIRN_OK);
+    assert_int_equal(k.seen, 7);
+    assert_int_equal(k.nested, CAIRN_EBUSY); /* never waits on itself */
+    assert_int_equal(kv_count(f->db.path, "c"), 7); /* committed */
+    assert_int_equal(kv_count(f->db.path, "other"), -1);
+
+    k.put = 9; /* declined: nothing of it stays */
+    k.verdict = CAIRN_EPERM;
+    assert_int_equal(cairni_kv_txn(f->d, "c", kv_fn, &k), CAIRN_EPERM);
+    assert_int_equal(k.seen, 9);
+    assert_int_equal(kv_count(f->db.path, "c"), 7);
+    k.verdict = CAIRN_EAGAIN;
+    assert_int_equal(cairni_kv_txn(f->d, "c", kv_fn, &k), CAIRN_EAGAIN);
+    assert_int_equal(kv_count(f->db.path, "c"), 7);
+
+    /* The inbox handler's state and kv_txn's are the same namespace. */
+    char           buf[64];
+    cairn_record   r;
+    hctx           h = {.verdict = {CAIRN_OK}};
+    cairn_envelope e = tenv("t/x", "k", 0, buf, sizeof(buf));
+    put_env(f, &e);
+    assert_int_equal(tnext(f->d, &r, 1, 1), 1);
+    assert_int_equal(cairni_inbox_process(f->d, "c", &r, count_handler, &h),
+                     CAIRN_OK);
+    cairni_record_fini(&r);
+    assert_int_equal(kv_count(f->db.path, "c"), 8);
+
+    /* A kv_txn from inside an inbox handler is refused, not a deadlock. */
+    k.nested = CAIRN_OK;
+    cairn_envelope e2 = tenv("t/x", "k", 1, buf, sizeof(buf));
+    put_env(f, &e2);
+    assert_int_equal(tnext(f->d, &r, 1, 1), 1);
+    assert_int_equal(cairni_inbox_process(f->d, "c", &r, kv_from_handler, &k),
+                     CAIRN_OK);
+    cairni_record_fini(&r);
+    assert_int_equal(k.nested, CAIRN_EBUSY);
+    assert_int_equal(cairni_kv_txn(NULL, "c", kv_fn, &k), CAIRN_EINVAL);
+    assert_int_equal(cairni_kv_txn(f->d, "c", NULL, &k), CAIRN_EINVAL);
+}
+
 /* ---- allocation failures ------------------------------------------------- */
 
 static void
@@ -415,7 +497,8 @@ main(void)
     cairni_store_set_allocs(fail_malloc, fail_realloc, free);
     const struct CMUnitTest tests[] = {
         T(test_inbox_dedup),  T(test_inbox_not_yet), T(test_inbox_permanent),
-        T(test_inbox_accept), T(test_alloc_open),    T(test_alloc_put),
+        T(test_inbox_accept), T(test_kv_txn),        T(test_alloc_open),
+        T(test_alloc_put),
         T(test_alloc_drain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1
-#define CAIRN_ABI_MINOR 1
+#define CAIRN_ABI_MINOR 2
 #define CAIRN_ABI_VERSION ((uint32_t)((CAIRN_ABI_MAJOR << 16) | CAIRN_ABI_MINOR))
 #define CAIRN_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define CAIRN_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -290,6 +290,38 @@ typedef struct cairn_host {
     void (*gauge_set)(cairn_plugin *self, const char *name, double value);
     void (*counter_add)(cairn_plugin *self, const char *name,
                         uint64_t delta);
+
+    /* ---- ABI 1.2: health and metrics of the runtime ------------------- */
+
+    /*
+     * The runtime's metrics in Prometheus text format (what `cairn
+     * metrics` prints).  On success *text is allocated (NUL-terminated,
+     * *len bytes without the NUL) and freed with host->free.
+     */
+    cairn_err (*metrics_text)(cairn_plugin *self, char **text, size_t *len);
+    /*
+     * True when every plugin instance has started and every one that
+     * reports a link (link_state) has it up.  why, if not NULL, gets a
+     * short reason when not ready ("" when ready).
+     */
+    bool (*ready)(cairn_plugin *self, char *why, size_t len);
+    /* A bridge reports its link to the far side: up after it connected,
+     * down when it lost (or could not make) the connection. */
+    void (*link_state)(cairn_plugin *self, bool up);
+
+    /*
+     * Runs fn in one transaction on the plugin's key-value state:
+     * fn's kv_put/kv_del commit together when fn returns CAIRN_OK, none
+     * of them otherwise.  Returns fn's result, or the store's error when
+     * the commit failed (nothing kept).  For state outside an inbox
+     * handler (a service, the run thread); calling it from inside an
+     * inbox handler or another kv_txn gives CAIRN_EBUSY.  txn is valid
+     * only during fn.  fn holds the store's write lock: keep it short,
+     * and do not publish or call services from it.
+     */
+    cairn_err (*kv_txn)(cairn_plugin *self,
+                        cairn_err (*fn)(cairn_txn *txn, void *arg),
+                        void *arg);
 } cairn_host;
 
 /* True when the host table provides member m (added in a later minor). */
