@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libnng-dev libcbor-dev libyaml-dev libcmocka-dev libsqlite3-dev
       binutils file libmosquitto-dev mosquitto mosquitto-clients openssl
-      curl wrk python3"
+      curl wrk python3 librabbitmq-dev rabbitmq-server"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -17,3 +17,12 @@ SUDO=""
 echo "installing:$missing"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+# The tests start RabbitMQ themselves (own ports, node, epmd); the
+# package's system service is not needed and must not hold port 5672.
+case "$missing" in
+*rabbitmq-server*)
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
