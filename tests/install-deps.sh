@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libnng-dev libcbor-dev libyaml-dev libcmocka-dev libsqlite3-dev
       binutils file libmosquitto-dev mosquitto mosquitto-clients openssl
-      curl wrk python3 librabbitmq-dev rabbitmq-server"
+      curl wrk python3 librabbitmq-dev rabbitmq-server faketime sqlite3"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -164,7 +164,7 @@ inbox_finish(inbox_conn *c, const char *consumer, const cairn_record *rec,
         sqlite3_stmt *st = c->st[IS_MARK];
         sqlite3_bind_text(st, 1, consumer, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, rec->env.id, CAIRN_ID_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (int64_t)cairn_now_ms());
+        sqlite3_bind_int64(st, 3, (int64_t)cairni_store_now_ms());
         rc = cairni_store_step_done(st);
     }
     if (rc == SQLITE_OK) {
@@ -291,7 +291,7 @@ cairni_inbox_exec_accept(cairni_store *s, store_req *req)
     sqlite3_stmt *st = s->ws[WS_ACCEPT];
     sqlite3_bind_text(st, 1, req->u.accept.consumer, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, req->u.accept.id, CAIRN_ID_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (int64_t)cairn_now_ms());
+    sqlite3_bind_int64(st, 3, (int64_t)cairni_store_now_ms());
     int rc = cairni_store_step_done(st);
     if (rc != SQLITE_OK) {
         return cairni_store_sqlerr(rc);

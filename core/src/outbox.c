@@ -254,7 +254,7 @@ outbox_exec_put(cairni_store *s, store_req *req)
     if (rv != CAIRN_OK) {
         return rv;
     }
-    uint64_t now = cairn_now_ms();
+    uint64_t now = cairni_store_now_ms();
     for (size_t i = 0; i < req->u.put.n; i++) {
         const store_item *it = &req->u.put.items[i];
         sqlite3_bind_text(st, 1, d->name, -1, SQLITE_STATIC);
@@ -341,7 +341,7 @@ outbox_exec_dead(cairni_store *s, store_req *req)
     sqlite3_bind_int64(st, 1, (int64_t)req->u.nack.seq);
     sqlite3_bind_blob(st, 2, req->u.nack.id, CAIRN_ID_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, req->u.nack.attempt);
-    sqlite3_bind_int64(st, 4, (int64_t)cairn_now_ms());
+    sqlite3_bind_int64(st, 4, (int64_t)cairni_store_now_ms());
     sqlite3_bind_text(st, 5, req->u.nack.error, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, d->name, -1, SQLITE_STATIC);
     int rc = cairni_store_step_done(st);
@@ -428,7 +428,7 @@ outbox_exec_replay(cairni_store *s, store_req *req)
     int64_t     ids[256], last = 0;
     store_dest *dests[256];
     size_t      cnt, total = 0;
-    uint64_t    now = cairn_now_ms();
+    uint64_t    now = cairni_store_now_ms();
     do {
         cairn_err rv =
             outbox_dead_page(s, req->u.replay.id, last, ids, dests, &cnt);

@@ -395,7 +395,7 @@ drain_take(cairni_drain *d, int p, cairn_record *recs, size_t max, size_t *got,
 static cairn_err
 drain_fill(cairni_drain *d, cairn_record *recs, size_t max, size_t *got)
 {
-    uint64_t now = cairn_now_ms();
+    uint64_t now = cairni_store_now_ms();
     drain_lanes_due(d, now);
     cairn_err rv = drain_take(d, CAIRNI_PRIO_HIGH, recs, max, got, now);
     if (rv == CAIRN_OK) {
@@ -460,7 +460,7 @@ cairni_drain_next(cairni_drain *d, cairn_record *recs, size_t max,
         }
         uint64_t wake = deadline;
         if (d->lane_min != UINT64_MAX) {
-            uint64_t wall = cairn_now_ms();
+            uint64_t wall = cairni_store_now_ms();
             uint64_t in = d->lane_min > wall ? d->lane_min - wall : 0;
             wake = now + in + 1 < wake ? now + in + 1 : wake;
         }
@@ -553,7 +553,7 @@ drain_nack_req(cairni_drain *d, const store_ent *e, bool permanent,
     memcpy(req->u.nack.id, e->id, CAIRN_ID_LEN);
     if (!dead) {
         req->u.nack.next_at =
-            cairn_now_ms() +
+            cairni_store_now_ms() +
             cairni_backoff_delay(r, attempt, cairni_retry_rand());
     }
 }

@@ -9,6 +9,11 @@
  * are index lookups on the query connection (s->qdb, under s->qmu), never
  * on the writer's.  Replay and purge are requests to the writer like any
  * other change.
+ *
+ * The store's failures (I/O errors, full disk, damaged files, files moved
+ * aside at open) are process-wide counters kept in store.c; the number of
+ * moved-aside files still in the data dir is a gauge read at each scrape,
+ * so the alarm stays up across restarts until an operator removes them.
  */
 #include <string.h>
 
@@ -17,7 +22,7 @@
 static void
 outbox_ages(cairni_store *s, store_dest *d, cairni_dest_stats *st)
 {
-    uint64_t now = cairn_now_ms();
+    uint64_t now = cairni_store_now_ms();
     int64_t  oldest = INT64_MAX;
     pthread_mutex_lock(&s->qmu);
     for (int prio = 0; prio <= CAIRNI_PRIO_HIGH; prio++) {
@@ -168,6 +173,27 @@ outbox_render_hist(cairni_store *s, cairni_buf *out)
                       (unsigned long long)atomic_load(&s->hist_count));
 }
 
+static void
+outbox_render_faults(cairni_store *s, cairni_buf *out)
+{
+    cairni_store_faults f;
+    cairni_store_faults_get(&f);
+    cairni_buf_printf(
+        out,
+        "# TYPE cairn_store_errors_total counter\n"
+        "cairn_store_errors_total{cause=\"io\"} %llu\n"
+        "cairn_store_errors_total{cause=\"full\"} %llu\n"
+        "cairn_store_errors_total{cause=\"corrupt\"} %llu\n"
+        "# TYPE cairn_store_corrupt_recovered_total counter\n"
+        "cairn_store_corrupt_recovered_total{file=\"db\"} %llu\n"
+        "cairn_store_corrupt_recovered_total{file=\"wal\"} %llu\n"
+        "# TYPE cairn_store_corrupt_files gauge\n"
+        "cairn_store_corrupt_files %zu\n",
+        (unsigned long long)f.io, (unsigned long long)f.full,
+        (unsigned long long)f.corrupt, (unsigned long long)f.reset_db,
+        (unsigned long long)f.reset_wal, cairni_store_corrupt_files(s->path));
+}
+
 void
 cairni_store_render_metrics(cairni_store *s, cairni_buf *out)
 {
@@ -191,6 +217,7 @@ cairni_store_render_metrics(cairni_store *s, cairni_buf *out)
     }
     cairni_store_free(v);
     outbox_render_hist(s, out);
+    outbox_render_faults(s, out);
 }
 
 /* ---- dead letters -------------------------------------------------------- */
@@ -220,7 +247,7 @@ cairn_err
 cairni_dlq_list(cairni_store *s, size_t limit, cairni_buf *out)
 {
     sqlite3_stmt *st = s->q_dlq;
-    uint64_t      now = cairn_now_ms();
+    uint64_t      now = cairni_store_now_ms();
     int           rc;
     pthread_mutex_lock(&s->qmu);
     sqlite3_bind_int64(st, 1, limit == 0 ? -1 : (int64_t)limit);

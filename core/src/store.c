@@ -20,10 +20,14 @@
  * defaults under that name) and live until the store closes, so pointers
  * to them stay valid; s->mu guards the list.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store_impl.h"
 
@@ -77,11 +81,78 @@ cairni_store_free(void *p)
     }
 }
 
+/* ---- failures the operator sees ------------------------------------------
+ * Process-wide counts (a process has one store; the unit tests open more,
+ * and read differences).  store_saw_corrupt tells the open path that an
+ * SQLite call on this thread reported a damaged file. */
+
+static _Atomic uint64_t   store_errs_io, store_errs_full, store_errs_corrupt;
+static _Atomic uint64_t   store_reset_db, store_reset_wal;
+static _Thread_local bool store_saw_corrupt;
+
+void
+cairni_store_faults_get(cairni_store_faults *f)
+{
+    f->io = atomic_load(&store_errs_io);
+    f->full = atomic_load(&store_errs_full);
+    f->corrupt = atomic_load(&store_errs_corrupt);
+    f->reset_db = atomic_load(&store_reset_db);
+    f->reset_wal = atomic_load(&store_reset_wal);
+}
+
+/* ---- the store's clock ---------------------------------------------------
+ * Times kept in the file (created, expires, next_at, inbox ts) must carry
+ * a record's age across restarts, which only the wall clock can do; but
+ * within a run a step of the wall clock (NTP, an operator, a board
+ * without an RTC learning the date) must neither expire records early
+ * nor stall retries.  So the store's "now" is the wall clock read once,
+ * at the first call, advanced by the monotonic clock from then on.  A
+ * jump while cairnd runs moves nothing; across a restart the new wall
+ * clock is taken as it is (time that passed while the device was off is
+ * real).  A retry due implausibly far ahead (the clock went back across a
+ * restart) is not waited for: the drainer treats it as due. */
+
+static pthread_once_t store_clock_once = PTHREAD_ONCE_INIT;
+static uint64_t       store_clock_wall, store_clock_mono;
+
+static void
+store_clock_init(void)
+{
+    store_clock_mono = cairni_mono_ms();
+    store_clock_wall = cairn_now_ms();
+}
+
+uint64_t
+cairni_store_now_ms(void)
+{
+    pthread_once(&store_clock_once, store_clock_init);
+    return store_clock_wall + (cairni_mono_ms() - store_clock_mono);
+}
+
 /* ---- helpers ------------------------------------------------------------- */
 
+/* Every SQLite result the store acts on passes through here, so this is
+ * where its I/O errors, full disks and damaged files are counted. */
 cairn_err
 cairni_store_sqlerr(int rc)
 {
+    switch (rc & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+        if (rc != SQLITE_IOERR_NOMEM) {
+            atomic_fetch_add((rc & 0xff) == SQLITE_FULL ? &store_errs_full
+                                                        : &store_errs_io,
+                             1);
+        }
+        break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        atomic_fetch_add(&store_errs_corrupt, 1);
+        store_saw_corrupt = true;
+        break;
+    default:
+        break;
+    }
     switch (rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_ROW:
@@ -391,13 +462,22 @@ store_pragmas(cairni_store *s, sqlite3 *db, bool writer)
     return cairni_store_sqlerr(sqlite3_exec(db, sql, NULL, NULL, NULL));
 }
 
+/* s->path holds the database path and, after its NUL, the VFS name
+ * ("": SQLite's default), so the one allocation carries both. */
+static const char *
+store_vfs(const cairni_store *s)
+{
+    const char *vfs = s->path + strlen(s->path) + 1;
+    return vfs[0] != '\0' ? vfs : NULL;
+}
+
 cairn_err
 cairni_store_conn(cairni_store *s, sqlite3 **dbp)
 {
     sqlite3 *db = NULL;
     int      flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    int       rc = sqlite3_open_v2(s->path, &db, flags, NULL);
+    int       rc = sqlite3_open_v2(s->path, &db, flags, store_vfs(s));
     cairn_err rv = cairni_store_sqlerr(rc);
     if (rv != CAIRN_OK) {
         goto fail;
@@ -524,21 +604,34 @@ cairni_store_dest_list(cairni_store *s, store_dest **out, size_t max)
 
 /* ---- open and close ------------------------------------------------------ */
 
+/* Closes the connections and forgets the destinations (their counters
+ * came from the file): what an open that failed leaves behind. */
 static void
-store_free(cairni_store *s)
+store_close_db(cairni_store *s)
 {
     for (size_t i = 0; i < WS_COUNT; i++) {
         sqlite3_finalize(s->ws[i]);
+        s->ws[i] = NULL;
     }
     sqlite3_finalize(s->q_oldest);
     sqlite3_finalize(s->q_retry);
     sqlite3_finalize(s->q_dlq);
+    s->q_oldest = s->q_retry = s->q_dlq = NULL;
     sqlite3_close(s->qdb);
     sqlite3_close(s->wdb);
+    s->qdb = s->wdb = NULL;
     for (size_t i = 0; i < s->ndests; i++) {
         cairni_store_free(s->dests[i]);
     }
     cairni_store_free(s->dests);
+    s->dests = NULL;
+    s->ndests = 0;
+}
+
+static void
+store_free(cairni_store *s)
+{
+    store_close_db(s);
     for (size_t i = 0; i < s->ncfgs; i++) {
         cairni_store_free((char *)s->cfgs[i].name);
     }
@@ -574,10 +667,14 @@ store_copy_opts(cairni_store *s, const cairni_store_opts *o)
     s->retry = o->retry;
     s->inbox_window_ms = o->inbox_window_ms ? o->inbox_window_ms : 86400000u;
     s->dflt = o->dest_default;
-    s->path = store_strdup(o->path);
+    const char *vfs = o->vfs != NULL ? o->vfs : "";
+    size_t      plen = strlen(o->path) + 1, vlen = strlen(vfs) + 1;
+    s->path = cairni_store_malloc(plen + vlen);
     if (s->path == NULL) {
         return CAIRN_ENOMEM;
     }
+    memcpy(s->path, o->path, plen);
+    memcpy(s->path + plen, vfs, vlen);
     if (o->ndests > 0) {
         s->cfgs = cairni_store_calloc(o->ndests, sizeof(*s->cfgs));
         if (s->cfgs == NULL) {
@@ -632,6 +729,282 @@ store_prepare_all(cairni_store *s)
     return rv;
 }
 
+/* ---- damaged files -------------------------------------------------------
+ * A database that SQLite reports damaged is never deleted and never
+ * repaired in place: it is renamed, with its -wal and -shm, to
+ * <path>.corrupt-<UTC time>[.<n>] (the same stem keeps the three
+ * together, so `sqlite3 <stem>` opens the copy with its WAL), and the
+ * store starts empty.  A WAL whose header fails SQLite's own check is
+ * one SQLite would ignore: it is renamed to <stem>-wal (and the -shm to
+ * <stem>-shm) before SQLite can overwrite it, and the database is kept.
+ * Power loss can leave such a header too (a WAL restarted, its header
+ * not yet synced: nothing committed in it), so that case costs no data;
+ * it is only reported. */
+
+/* The directory of path (".": none), into dir. */
+static void
+store_dirname(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(dir, cap, ".");
+    } else {
+        snprintf(dir, cap, "%.*s", slash == path ? 1 : (int)(slash - path),
+                 path);
+    }
+}
+
+static bool
+store_exists(const char *p)
+{
+    struct stat st;
+    return lstat(p, &st) == 0 || errno != ENOENT;
+}
+
+/* A free stem <path>.corrupt-<UTC>[.<n>] (nothing of that name with any
+ * suffix exists yet). */
+static cairn_err
+store_aside_stem(const char *path, char *stem, size_t cap)
+{
+    char      ts[32], p[4200];
+    struct tm tm;
+    time_t    now = time(NULL);
+    if (gmtime_r(&now, &tm) == NULL ||
+        strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm) == 0) {
+        return CAIRN_EINTERNAL;
+    }
+    for (int n = 0; n < 1000; n++) {
+        int len = n == 0 ? snprintf(stem, cap, "%s.corrupt-%s", path, ts)
+                         : snprintf(stem, cap, "%s.corrupt-%s.%d", path, ts, n);
+        if (len < 0 || (size_t)len >= cap || (size_t)len + 5 > sizeof(p)) {
+            return CAIRN_ETOOBIG;
+        }
+        bool used = store_exists(stem);
+        snprintf(p, sizeof(p), "%s-wal", stem);
+        used = used || store_exists(p);
+        snprintf(p, sizeof(p), "%s-shm", stem);
+        if (!used && !store_exists(p)) {
+            return CAIRN_OK;
+        }
+    }
+    return CAIRN_EEXIST;
+}
+
+/* Renames path+sfx to stem+sfx; a missing -wal or -shm is not an error. */
+static cairn_err
+store_rename(const char *path, const char *stem, const char *sfx, bool must)
+{
+    char from[4200], to[4200];
+    snprintf(from, sizeof(from), "%s%s", path, sfx);
+    snprintf(to, sizeof(to), "%s%s", stem, sfx);
+    if (rename(from, to) != 0 && (must || errno != ENOENT)) {
+        return cairn_errno(errno);
+    }
+    return CAIRN_OK;
+}
+
+/*
+ * Moves the damaged files aside (db: the database with its -wal and -shm;
+ * otherwise the -wal and -shm alone), syncs the directory, logs why (the
+ * reason is in err on entry) and counts it.  On return err is empty, or
+ * says why the files could not be moved (then nothing was opened).
+ */
+static cairn_err
+store_set_aside(const char *path, bool db, char *err, size_t errlen)
+{
+    char      stem[4096], dir[4096], why[512];
+    cairn_err rv = store_aside_stem(path, stem, sizeof(stem));
+    snprintf(why, sizeof(why), "%s", err);
+    if (rv == CAIRN_OK && db) {
+        rv = store_rename(path, stem, "", true);
+    }
+    if (rv == CAIRN_OK) {
+        rv = store_rename(path, stem, "-wal", false);
+    }
+    if (rv == CAIRN_OK) {
+        rv = store_rename(path, stem, "-shm", false);
+    }
+    if (rv != CAIRN_OK) {
+        snprintf(err, errlen, "%.300s; cannot move the damaged file aside: %s",
+                 why, cairn_strerror(rv));
+        return rv;
+    }
+    store_dirname(path, dir, sizeof(dir));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd); /* the renames survive a power cut */
+        close(fd);
+    }
+    atomic_fetch_add(db ? &store_reset_db : &store_reset_wal, 1);
+    if (db) {
+        cairni_log(CAIRN_LOG_ERROR, "store",
+                   "%s is damaged (%s): moved aside to %s (with its -wal"
+                   " and -shm); starting with an empty store",
+                   path, why, stem);
+    } else {
+        cairni_log(CAIRN_LOG_WARN, "store",
+                   "%s-wal has an invalid header (%s), which SQLite would"
+                   " ignore: kept as %s-wal; the database is kept",
+                   path, why, stem);
+    }
+    err[0] = '\0';
+    return CAIRN_OK;
+}
+
+/* SQLite's own test of a WAL header (the file format's 32 bytes): magic,
+ * version, page size, and the checksum of the first 24 bytes, computed on
+ * 32-bit words in the byte order the magic's low bit names. */
+static bool
+store_wal_header_ok(const uint8_t h[32], char *why, size_t cap)
+{
+    uint32_t magic = (uint32_t)cairni_load_be(h, 4);
+    uint32_t pg = (uint32_t)cairni_load_be(h + 8, 4);
+    uint32_t s1 = 0, s2 = 0;
+    pg = pg == 1 ? 65536 : pg;
+    if ((magic & 0xfffffffeu) != 0x377f0682u) {
+        snprintf(why, cap, "bad magic 0x%08x", (unsigned)magic);
+        return false;
+    }
+    if (cairni_load_be(h + 4, 4) != 3007000 || pg < 512 || pg > 65536 ||
+        (pg & (pg - 1)) != 0) {
+        snprintf(why, cap, "bad version or page size");
+        return false;
+    }
+    for (size_t i = 0; i < 24; i += 8) {
+        uint32_t x0 = (uint32_t)cairni_load_be(h + i, 4);
+        uint32_t x1 = (uint32_t)cairni_load_be(h + i + 4, 4);
+        if ((magic & 1) == 0) { /* little-endian words */
+            x0 = __builtin_bswap32(x0);
+            x1 = __builtin_bswap32(x1);
+        }
+        s1 += x0 + s2;
+        s2 += x1 + s1;
+    }
+    if (s1 != cairni_load_be(h + 24, 4) || s2 != cairni_load_be(h + 28, 4)) {
+        snprintf(why, cap, "bad header checksum");
+        return false;
+    }
+    return true;
+}
+
+/* Before SQLite opens path: sets a WAL with an invalid header aside. */
+static cairn_err
+store_check_wal(const char *path, char *err, size_t errlen)
+{
+    char        wal[4200];
+    uint8_t     h[32];
+    struct stat st;
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return CAIRN_OK; /* no WAL (or none we may read: SQLite will say) */
+    }
+    bool bad = fstat(fd, &st) == 0 && st.st_size >= 32 &&
+               pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+               !store_wal_header_ok(h, err, errlen);
+    close(fd);
+    return bad ? store_set_aside(path, false, err, errlen) : CAIRN_OK;
+}
+
+size_t
+cairni_store_corrupt_files(const char *path)
+{
+    char        dir[4096], p[4200];
+    const char *base = strrchr(path, '/');
+    size_t      n = 0;
+    base = base != NULL ? base + 1 : path;
+    store_dirname(path, dir, sizeof(dir));
+    DIR *dh = opendir(dir);
+    if (dh == NULL) {
+        return 0;
+    }
+    size_t         blen = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(dh)) != NULL) {
+        const char *nm = e->d_name;
+        size_t      len = strlen(nm);
+        if (strncmp(nm, base, blen) != 0 ||
+            strncmp(nm + blen, ".corrupt-", 9) != 0 ||
+            (len > 4 && strcmp(nm + len - 4, "-shm") == 0)) {
+            continue;
+        }
+        if (len > 4 && strcmp(nm + len - 4, "-wal") == 0) {
+            /* counts only when it was set aside alone */
+            snprintf(p, sizeof(p), "%s/%.*s", dir, (int)(len - 4), nm);
+            n += !store_exists(p);
+        } else {
+            n++;
+        }
+    }
+    closedir(dh);
+    return n;
+}
+
+/* Runs PRAGMA quick_check on the writer's connection: anything but one
+ * "ok" row means the file is damaged (and sets store_saw_corrupt). */
+static cairn_err
+store_quick_check(cairni_store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->wdb, "PRAGMA quick_check(4)", -1, &st, NULL);
+    cairn_err rv = cairni_store_sqlerr(rc);
+    if (rv == CAIRN_OK) {
+        rc = sqlite3_step(st);
+        const char *row =
+            rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        rv = cairni_store_sqlerr(rc);
+        if (rv == CAIRN_OK && (row == NULL || strcmp(row, "ok") != 0)) {
+            snprintf(err, errlen, "%s: quick_check: %.200s", s->path,
+                     row != NULL ? row : "no answer");
+            for (char *nl = strchr(err, '\n'); nl != NULL;
+                 nl = strchr(nl, '\n')) {
+                *nl = ' '; /* one log line */
+            }
+            store_saw_corrupt = true;
+            rv = CAIRN_EIO;
+        }
+    }
+    if (rv != CAIRN_OK && err[0] == '\0') {
+        snprintf(err, errlen, "%s: quick_check: %s", s->path,
+                 sqlite3_errmsg(s->wdb));
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+/*
+ * Opens the database: the writer's connection in WAL mode, the schema, a
+ * quick check of every page, the statements and the counters.  *corrupt
+ * says the failure was a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB, or
+ * quick_check's findings), as opposed to permissions, memory or a newer
+ * schema, which must not cost the operator the file.
+ */
+static cairn_err
+store_open_db(cairni_store *s, bool *corrupt, char *err, size_t errlen)
+{
+    store_saw_corrupt = false;
+    err[0] = '\0';
+    cairn_err rv = store_open_writer(s, err, errlen);
+    if (rv == CAIRN_OK) {
+        rv = store_migrate(s, err, errlen);
+    }
+    if (rv == CAIRN_OK) {
+        rv = store_quick_check(s, err, errlen);
+    }
+    if (rv == CAIRN_OK) {
+        rv = store_prepare_all(s);
+    }
+    if (rv == CAIRN_OK) {
+        rv = cairni_outbox_load(s);
+    }
+    *corrupt = rv != CAIRN_OK && store_saw_corrupt;
+    if (rv != CAIRN_OK && err[0] == '\0') {
+        snprintf(err, errlen, "%s: %s", s->path,
+                 s->wdb != NULL ? sqlite3_errmsg(s->wdb) : cairn_strerror(rv));
+    }
+    return rv;
+}
+
 static void
 store_init_sync(cairni_store *s)
 {
@@ -668,16 +1041,18 @@ cairni_store_open(cairni_store **sp, const cairni_store_opts *o, char *err,
     store_init_sync(s);
     rv = store_copy_opts(s, o);
     if (rv == CAIRN_OK) {
-        rv = store_open_writer(s, err, errlen);
+        rv = store_check_wal(s->path, err, errlen);
     }
     if (rv == CAIRN_OK) {
-        rv = store_migrate(s, err, errlen);
-    }
-    if (rv == CAIRN_OK) {
-        rv = store_prepare_all(s);
-    }
-    if (rv == CAIRN_OK) {
-        rv = cairni_outbox_load(s);
+        bool corrupt;
+        rv = store_open_db(s, &corrupt, err, errlen);
+        if (rv != CAIRN_OK && corrupt) {
+            store_close_db(s);
+            rv = store_set_aside(s->path, true, err, errlen);
+            if (rv == CAIRN_OK) {
+                rv = store_open_db(s, &corrupt, err, errlen);
+            }
+        }
     }
     for (size_t i = 0; i < s->ncfgs && rv == CAIRN_OK; i++) {
         const char *n = s->cfgs[i].name;

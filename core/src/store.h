@@ -51,6 +51,9 @@ typedef struct cairni_store_opts {
     const cairni_dest_cfg *dests;     /* known destinations and limits */
     size_t           ndests;
     cairni_dest_cfg  dest_default;    /* for destinations not listed */
+    const char      *vfs; /* SQLite VFS by name; NULL: the default (the
+                             fault tests pass one that simulates power
+                             loss and I/O errors) */
 } cairni_store_opts;
 
 cairn_err cairni_store_open(cairni_store **sp, const cairni_store_opts *o,
@@ -130,6 +133,22 @@ void cairni_store_render_metrics(cairni_store *s, cairni_buf *out);
 cairn_err cairni_store_stats(cairni_store *s, const char *dest,
                              cairni_dest_stats *st);
 
+/*
+ * The store's failures, process-wide (every store of the process):
+ * SQLite I/O errors (EIO, failed fsync), writes refused for a full disk,
+ * damaged files seen (SQLITE_CORRUPT, SQLITE_NOTADB, quick_check), and,
+ * at open, damaged databases moved aside (the store starts empty) and
+ * WAL files with an invalid header moved aside (the database is kept).
+ */
+typedef struct cairni_store_faults {
+    uint64_t io, full, corrupt;
+    uint64_t reset_db, reset_wal;
+} cairni_store_faults;
+void cairni_store_faults_get(cairni_store_faults *f);
+/* Files moved aside next to the database at path and still there
+ * (<path>.corrupt-*, a database with its WAL counted once). */
+size_t cairni_store_corrupt_files(const char *path);
+
 cairn_err cairni_dlq_list(cairni_store *s, size_t limit, cairni_buf *out);
 /* Moves a dead letter (id in text form) or all of them back to the
  * outbox with attempt 0; *n says how many. */
@@ -193,6 +212,11 @@ typedef cairn_err (*cairni_kv_fn)(cairni_txn *t, void *arg);
  */
 cairn_err cairni_kv_txn(cairni_drain *d, const char *ns, cairni_kv_fn fn,
                         void *arg);
+
+/* The store's clock, ms since the epoch: the wall clock at the first
+ * call, advanced by the monotonic clock since (store.c says why).  Every
+ * time the store keeps or compares (TTL, retry, inbox window) uses it. */
+uint64_t cairni_store_now_ms(void);
 
 /* ---- retry.c ------------------------------------------------------------ */
 

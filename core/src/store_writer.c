@@ -336,7 +336,7 @@ store_maint(cairni_store *s)
     cairn_err rv =
         cairni_store_sqlerr(cairni_store_step_done(s->ws[WS_SAVEPOINT]));
     if (rv == CAIRN_OK) {
-        rv = cairni_outbox_sweep(s, cairn_now_ms());
+        rv = cairni_outbox_sweep(s, cairni_store_now_ms());
     }
     if (rv == CAIRN_OK) {
         rv = cairni_store_sqlerr(cairni_store_step_done(s->ws[WS_RELEASE]));

@@ -9,7 +9,15 @@
  * Passes (exit 0) when every message the producer saw accepted ("A") is
  * there exactly once, nothing appears that the producer saw refused or
  * never sent, "maybe" messages ("M") appear at most once, and within each
- * ordering key the seq numbers increase.  Prints what it found.
+ * ordering key the seq numbers increase.  Prints what it found; its last
+ * line is the ledger:
+ *
+ *   outbox DEST: N records; producer: A accepted, M maybe; lost L,
+ *   duplicated D, unexpected U, reordered O
+ *
+ * lost: accepted, not there; duplicated: there more than once;
+ * unexpected: there, but refused or never sent; reordered: a seq not
+ * above the one before it in its key.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +30,7 @@ typedef struct check {
     uint8_t *seen;  /* per seq: times found */
     long     n;
     long     last[256]; /* per key: last seq, -1 */
-    long     found, bad;
+    long     found, duplicated, unexpected, reordered;
 } check;
 
 /* The decimal number after the first ':' of (p, n); -1 if none.  The
@@ -85,17 +93,17 @@ check_record(check *c, const cairn_record *r)
     c->found++;
     if (seq < 0 || seq >= c->n || c->state[seq] == 0 || c->state[seq] == 'R') {
         printf("never accepted: seq %ld\n", seq);
-        c->bad++;
+        c->unexpected++;
         return;
     }
     if (c->seen[seq]++ > 0) {
         printf("duplicate: seq %ld\n", seq);
-        c->bad++;
+        c->duplicated++;
     }
     if (seq <= c->last[key]) {
         printf("order: seq %ld after %ld in key k%ld\n", seq, c->last[key],
                key);
-        c->bad++;
+        c->reordered++;
     }
     c->last[key] = seq;
 }
@@ -153,11 +161,12 @@ main(int argc, char **argv)
         }
     }
     printf("outbox %s: %ld records; producer: %ld accepted, %ld maybe; "
-           "%ld lost, %ld bad\n",
-           argv[2], c.found, accepted, maybe, missing, c.bad);
+           "lost %ld, duplicated %ld, unexpected %ld, reordered %ld\n",
+           argv[2], c.found, accepted, maybe, missing, c.duplicated,
+           c.unexpected, c.reordered);
     cairni_drain_close(d);
     cairni_store_close(s);
     free(c.state);
     free(c.seen);
-    return missing == 0 && c.bad == 0 ? 0 : 1;
+    return missing + c.duplicated + c.unexpected + c.reordered == 0 ? 0 : 1;
 }

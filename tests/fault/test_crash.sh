@@ -42,4 +42,6 @@ accepted=$(grep -c '^A' "$T/producer.log" || true)
 [ "$accepted" -gt 0 ] || fail "nothing accepted"
 "$OUTBOX_CHECK" "$T/data/cairn.db" sink "$T/producer.log" >"$T/check.out" ||
     fail "outbox check: $(cat "$T/check.out" | tail -15)"
+tail -1 "$T/check.out" | grep -q "lost 0, duplicated 0, unexpected 0, reordered 0$" ||
+    fail "ledger: $(tail -1 "$T/check.out")"
 ok "$(tail -1 "$T/check.out")"

@@ -55,7 +55,11 @@ stop
 
 "$OUTBOX_CHECK" "$T/data/cairn.db" sink "$T/p1.log" fill/x >"$T/check.out" ||
     fail "stored data after disk full: $(tail -5 "$T/check.out")"
+tail -1 "$T/check.out" | grep -q "lost 0, duplicated 0, unexpected 0, reordered 0$" ||
+    fail "ledger before the disk filled: $(tail -1 "$T/check.out")"
 ok "before the disk filled: $(tail -1 "$T/check.out")"
 "$OUTBOX_CHECK" "$T/data/cairn.db" sink "$T/p2.log" fill/y >"$T/check.out" ||
     fail "stored data after freeing space: $(tail -5 "$T/check.out")"
+tail -1 "$T/check.out" | grep -q "lost 0, duplicated 0, unexpected 0, reordered 0$" ||
+    fail "ledger after space was freed: $(tail -1 "$T/check.out")"
 ok "after space was freed: $(tail -1 "$T/check.out")"

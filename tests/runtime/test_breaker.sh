@@ -2,16 +2,20 @@
 # keeps timing out opens its breaker after `failures` calls; while open,
 # calls fail at once with "circuit open" and never reach the service;
 # `cairn status`, `cairn services` and `cairn metrics` show the state;
-# after `open` a probe call gets through and closes it again.
+# after `open` a probe call gets through and closes it again.  "slow"
+# stays open for an hour, so the open-state checks hold however slowly
+# the machine (or qemu) runs; "flap" opens for 300ms, for the probe.
 . "$(dirname "$0")/lib.sh"
 
 config "$T/c.yaml" <<EOF2
 calls:
   failures: 2
-  open: 1s
+  open: 1h
   services:
     - name: quick.count
       failures: 0
+    - name: flap.count
+      open: 300ms
 plugins:
   - name: slow
     path: counter.so
@@ -22,6 +26,11 @@ plugins:
     path: counter.so
     config:
       filter: ""
+  - name: flap
+    path: counter.so
+    config:
+      filter: ""
+      delay: 300ms
 EOF2
 start "$T/c.yaml"
 
@@ -62,12 +71,21 @@ cli services | grep -q '^quick.count quick 3 closed$' ||
 ok "other services are not affected"
 
 # After the open interval, one probe passes and closes it.
-probe() { cli call -t 3000 slow.count >/dev/null 2>&1; }
-wait_for 10 probe
-cli services | grep -q '^slow.count slow [0-9]* closed$' ||
+for i in 1 2; do
+    rc=0
+    cli call -t 50 flap.count 2>/dev/null || rc=$?
+    [ "$rc" -eq 4 ] || fail "flap call $i: exit $rc, want 4 (timeout)"
+done
+cli services | grep -q '^flap.count flap [0-9]* open$' ||
+    fail "flap breaker not open: $(cli services)"
+probe() { cli call -t 5000 flap.count >/dev/null 2>&1; }
+wait_for 20 probe
+cli services | grep -q '^flap.count flap [0-9]* closed$' ||
     fail "breaker not closed after a good probe: $(cli services)"
 cli metrics | grep -q \
-    '^cairn_rpc_breaker_transitions_total{service="slow.count",to="closed"} 1$' ||
+    '^cairn_rpc_breaker_transitions_total{service="flap.count",to="closed"} 1$' ||
     fail "closing transition not counted"
+cli services | grep -q '^slow.count slow [0-9]* open$' ||
+    fail "slow.count closed within its hour: $(cli services)"
 ok "a successful probe closes it again"
 stop
