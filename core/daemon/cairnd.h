@@ -156,6 +156,13 @@ cairn_err cd_durable_open(cd_runtime *rt, char *err, size_t errlen);
  */
 cairn_err cd_publish(cd_runtime *rt, const cairn_envelope *env,
                      uint8_t env_id[CAIRN_ID_LEN]);
+/*
+ * host->publish_once: unless consumer has accepted env->id (not zero)
+ * before, records it and commits env to every matching durable route in
+ * one transaction, then publishes on the bus.  CAIRN_EEXIST: nothing done.
+ */
+cairn_err cd_publish_once(cd_runtime *rt, const char *consumer,
+                          const cairn_envelope *env);
 
 /* Copies the config's routes; frees them all. */
 cairn_err cd_routes_init(cd_runtime *rt);

@@ -197,6 +197,74 @@ cd_publish(cd_runtime *rt, const cairn_envelope *in,
     return rv;
 }
 
+/* The destinations whose routes match env's topic, once each, with the
+ * first matching route's priority.  Called under the routes read lock;
+ * *top is malloc'd (NULL when n is 0). */
+static cairn_err
+durable_targets(cd_runtime *rt, const cairn_envelope *env, cairni_put_to **top,
+                size_t *n)
+{
+    const cd_route *r = rt->routes;
+    cairni_put_to  *to = NULL;
+    *n = 0;
+    for (size_t i = 0; i < rt->nroutes; i++) {
+        if (!cairn_topic_match(r[i].filter, env->topic.ptr, env->topic.len)) {
+            continue;
+        }
+        bool seen = false;
+        for (size_t j = 0; j < *n && !seen; j++) {
+            seen = strcmp(to[j].dest, r[i].to) == 0;
+        }
+        if (seen) {
+            continue;
+        }
+        if (to == NULL && (to = calloc(rt->nroutes, sizeof(*to))) == NULL) {
+            return CAIRN_ENOMEM;
+        }
+        to[(*n)++] =
+            (cairni_put_to){r[i].to, durable_priority(env, r[i].priority)};
+    }
+    *top = to;
+    return CAIRN_OK;
+}
+
+/*
+ * The id and the outbox rows commit together (cairni_outbox_put_once), so
+ * a crash either keeps both (the redelivery is a duplicate, and the
+ * message is in the outbox of every durable route) or neither (the
+ * redelivery is processed as new).  A topic with no durable route commits
+ * just the id: the bus alone loses its messages in a crash anyway, by
+ * design, durable or not is the config's choice.
+ */
+cairn_err
+cd_publish_once(cd_runtime *rt, const char *consumer, const cairn_envelope *in)
+{
+    cairn_envelope env = *in;
+    cairni_put_to *to = NULL;
+    size_t         n = 0;
+    if (cairn_topic_valid(env.topic.ptr, env.topic.len) != CAIRN_OK ||
+        durable_id_zero(env.id)) {
+        return CAIRN_EINVAL;
+    }
+    if (rt->store == NULL) {
+        return CAIRN_ENOTSUP;
+    }
+    if (env.ts == 0) {
+        env.ts = cairn_now_ms();
+    }
+    pthread_rwlock_rdlock(&rt->routes_lock);
+    cairn_err rv = durable_targets(rt, &env, &to, &n);
+    if (rv == CAIRN_OK) {
+        rv = cairni_outbox_put_once(rt->store, consumer, &env, to, n);
+    }
+    pthread_rwlock_unlock(&rt->routes_lock);
+    free(to);
+    if (rv == CAIRN_OK) {
+        rv = cairni_bus_publish(rt->bus, &env);
+    }
+    return rv;
+}
+
 /* The plugin's drainer, opened on first use. */
 static cairn_err
 durable_drain(cairn_plugin *p, cairni_drain **dp)

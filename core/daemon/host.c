@@ -633,6 +633,23 @@ host_kv_txn(cairn_plugin *self, cairn_err (*fn)(cairn_txn *txn, void *arg),
     return cairni_kv_txn(d, self->cfg->name, fn, arg);
 }
 
+/* publish_once: a redelivery (CAIRN_EEXIST) is not an error. */
+static cairn_err
+host_publish_once(cairn_plugin *self, const cairn_envelope *env)
+{
+    if (env == NULL) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    if (atomic_load(&self->stopping)) {
+        return CAIRN_ECLOSED;
+    }
+    cairn_err rv = cd_publish_once(self->rt, self->cfg->name, env);
+    if (rv == CAIRN_OK) {
+        atomic_fetch_add(&self->published, 1);
+    }
+    return rv == CAIRN_EEXIST ? rv : host_count(self, rv);
+}
+
 const cairn_host cd_host = {
     .abi_version   = CAIRN_ABI_VERSION,
     .size          = sizeof(cairn_host),
@@ -671,4 +688,5 @@ const cairn_host cd_host = {
     .ready         = host_ready,
     .link_state    = host_link_state,
     .kv_txn        = host_kv_txn,
+    .publish_once  = host_publish_once,
 };

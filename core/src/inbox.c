@@ -20,8 +20,9 @@
  * short.  The outbox delete changes the destination's committed depth
  * directly, after COMMIT; the drainer forgets the record (never handed
  * out again).  cairni_inbox_accept records an id through the writer
- * (group commit) for a bridge's downlink.  Ids older than the store's
- * inbox window are deleted by the writer's sweep.
+ * (group commit); cairni_outbox_put_once (outbox.c) records one in the
+ * same savepoint as its outbox rows, for a bridge's downlink.  Ids older
+ * than the store's inbox window are deleted by the writer's sweep.
  *
  * cairni_kv_txn runs a function on the same connection, under the same
  * lock, for key-value state changed outside an inbox handler (a
@@ -286,17 +287,23 @@ cairni_inbox_accept(cairni_store *s, const char *consumer,
 }
 
 cairn_err
-cairni_inbox_exec_accept(cairni_store *s, store_req *req)
+cairni_inbox_mark(cairni_store *s, const char *consumer, const uint8_t *id)
 {
     sqlite3_stmt *st = s->ws[WS_ACCEPT];
-    sqlite3_bind_text(st, 1, req->u.accept.consumer, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, req->u.accept.id, CAIRN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, consumer, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, id, CAIRN_ID_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)cairni_store_now_ms());
     int rc = cairni_store_step_done(st);
     if (rc != SQLITE_OK) {
         return cairni_store_sqlerr(rc);
     }
     return sqlite3_changes(s->wdb) > 0 ? CAIRN_OK : CAIRN_EEXIST;
+}
+
+cairn_err
+cairni_inbox_exec_accept(cairni_store *s, store_req *req)
+{
+    return cairni_inbox_mark(s, req->u.accept.consumer, req->u.accept.id);
 }
 
 /* ---- key-value state ----------------------------------------------------- */

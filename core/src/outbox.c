@@ -44,7 +44,8 @@ outbox_id_zero(const uint8_t *id)
     return true;
 }
 
-/* Encodes env (with an id and ts filled in when zero) into it. */
+/* Encodes env (with an id and ts filled in when zero) into it; d, when
+ * not NULL, is the destination whose max_bytes it must fit. */
 static cairn_err
 outbox_encode(const cairn_envelope *env, store_item *it, const store_dest *d)
 {
@@ -73,7 +74,8 @@ outbox_encode(const cairn_envelope *env, store_item *it, const store_dest *d)
     cairn_str key = (e->flags & CAIRN_ENV_HAS_KEY) ? e->key : e->topic;
     it->key = key.ptr != NULL ? key.ptr : "";
     it->keylen = key.len;
-    if (d->cfg.max_bytes != 0 && it->len + it->keylen > d->cfg.max_bytes) {
+    if (d != NULL && d->cfg.max_bytes != 0 &&
+        it->len + it->keylen > d->cfg.max_bytes) {
         return CAIRN_ETOOBIG;
     }
     return CAIRN_OK;
@@ -141,6 +143,76 @@ cairni_outbox_put(cairni_store *s, const char *dest, const cairn_envelope *env,
                   int prio)
 {
     return cairni_outbox_put_many(s, dest, env, 1, prio);
+}
+
+/* Finds (or adds) each destination of a put_once, once each, and checks
+ * that the record fits in every one of them. */
+static cairn_err
+outbox_once_targets(cairni_store *s, const cairni_put_to *to, size_t n,
+                    const store_item *it, store_target *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t dlen = to[i].dest != NULL ? strlen(to[i].dest) : 0;
+        if (to[i].prio != CAIRNI_PRIO_NORMAL &&
+            to[i].prio != CAIRNI_PRIO_HIGH) {
+            return CAIRN_EINVAL;
+        }
+        store_dest *d = cairni_store_dest(s, to[i].dest, dlen, true);
+        if (d == NULL) {
+            return dlen == 0 || dlen > STORE_DEST_NAME_MAX ? CAIRN_EINVAL
+                                                           : CAIRN_ENOMEM;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (out[j].dest == d) {
+                return CAIRN_EINVAL; /* the caller merges duplicates */
+            }
+        }
+        if (outbox_check_whole(d, it, 1) != CAIRN_OK) {
+            atomic_fetch_add(&d->rejected, 1);
+            return CAIRN_ETOOBIG;
+        }
+        out[i] = (store_target){d, to[i].prio};
+    }
+    return CAIRN_OK;
+}
+
+cairn_err
+cairni_outbox_put_once(cairni_store *s, const char *consumer,
+                       const cairn_envelope *env, const cairni_put_to *to,
+                       size_t n)
+{
+    store_target  one[8], *tg = one;
+    store_item    it = {0};
+    cairn_envelope e;
+    if (s == NULL || consumer == NULL || env == NULL ||
+        (to == NULL && n > 0) || outbox_id_zero(env->id)) {
+        return CAIRN_EINVAL;
+    }
+    e = *env; /* one ts for every copy */
+    e.ts = e.ts != 0 ? e.ts : cairn_now_ms();
+    if (n > sizeof(one) / sizeof(one[0]) &&
+        (tg = cairni_store_calloc(n, sizeof(*tg))) == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    cairn_err rv = outbox_encode(&e, &it, NULL);
+    if (rv == CAIRN_OK) {
+        rv = outbox_once_targets(s, to, n, &it, tg);
+    }
+    if (rv == CAIRN_OK) {
+        store_req req = {.kind = STORE_REQ_PUT, .dest = NULL};
+        req.u.put.items = &it;
+        req.u.put.n = 1;
+        req.u.put.to = tg;
+        req.u.put.nto = n;
+        req.u.put.consumer = consumer;
+        req.u.put.id = e.id;
+        rv = cairni_store_submit(s, &req);
+    }
+    cairni_store_free(it.env);
+    if (tg != one) {
+        cairni_store_free(tg);
+    }
+    return rv;
 }
 
 /* ---- writer side: room, inserts ------------------------------------------ */
@@ -240,10 +312,11 @@ outbox_expires(const store_dest *d, uint64_t now)
     return d->cfg.ttl_ms != 0 ? (int64_t)(now + d->cfg.ttl_ms) : 0;
 }
 
+/* Inserts the put's items into d (with priority prio). */
 static cairn_err
-outbox_exec_put(cairni_store *s, store_req *req)
+outbox_put_into(cairni_store *s, const store_req *req, store_dest *d,
+                int prio)
 {
-    store_dest   *d = req->dest;
     sqlite3_stmt *st = s->ws[WS_PUT];
     int64_t       bytes = 0;
     for (size_t i = 0; i < req->u.put.n; i++) {
@@ -259,7 +332,7 @@ outbox_exec_put(cairni_store *s, store_req *req)
         const store_item *it = &req->u.put.items[i];
         sqlite3_bind_text(st, 1, d->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, it->key, (int)it->keylen, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, req->u.put.prio);
+        sqlite3_bind_int(st, 3, prio);
         sqlite3_bind_blob(st, 4, it->env, (int)it->len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, (int64_t)(it->len + it->keylen));
         sqlite3_bind_int64(st, 6, (int64_t)now);
@@ -275,6 +348,26 @@ outbox_exec_put(cairni_store *s, store_req *req)
     dl->enqueued += req->u.put.n;
     s->inserted = true;
     return CAIRN_OK;
+}
+
+/* A put: the inbox id first (put_once), then every destination.  All of
+ * it runs in the request's savepoint, so a duplicate id, a full
+ * destination or an I/O error leaves nothing behind. */
+static cairn_err
+outbox_exec_put(cairni_store *s, store_req *req)
+{
+    cairn_err rv = CAIRN_OK;
+    if (req->u.put.consumer != NULL) {
+        rv = cairni_inbox_mark(s, req->u.put.consumer, req->u.put.id);
+    }
+    if (rv == CAIRN_OK && req->dest != NULL) {
+        rv = outbox_put_into(s, req, req->dest, req->u.put.prio);
+    }
+    for (size_t i = 0; i < req->u.put.nto && rv == CAIRN_OK; i++) {
+        rv = outbox_put_into(s, req, req->u.put.to[i].dest,
+                             req->u.put.to[i].prio);
+    }
+    return rv;
 }
 
 /* ---- writer side: acks, nacks, dead letters ------------------------------ */

@@ -78,6 +78,26 @@ cairn_err cairni_outbox_put_many(cairni_store *s, const char *dest,
                                  const cairn_envelope *envs, size_t n,
                                  int prio);
 
+/* One destination of cairni_outbox_put_once. */
+typedef struct cairni_put_to {
+    const char *dest;
+    int         prio; /* CAIRNI_PRIO_* */
+} cairni_put_to;
+
+/*
+ * Accepts env->id for consumer and appends env to each destination of
+ * to[0..n) (distinct; n may be 0), all in ONE transaction, and returns
+ * once that committed: CAIRN_OK, both the id and every record are there;
+ * CAIRN_EEXIST, consumer had accepted this id before and nothing was
+ * done; any other error (CAIRN_EFULL of any destination under `reject`,
+ * CAIRN_ETOOBIG, the disk), neither the id nor any record was kept, so a
+ * redelivery is processed afresh.  env->id must not be zero (CAIRN_EINVAL);
+ * a zero ts is set to now.  For a bridge's downlink (host->publish_once).
+ */
+cairn_err cairni_outbox_put_once(cairni_store *s, const char *consumer,
+                                 const cairn_envelope *env,
+                                 const cairni_put_to *to, size_t n);
+
 /* ---- outbox: the destination's side ------------------------------------- */
 
 cairn_err cairni_drain_open(cairni_store *s, const char *dest,

@@ -157,6 +157,12 @@ typedef struct store_item {
     size_t      keylen;
 } store_item;
 
+/* One more destination of a put (put_once: every matching route). */
+typedef struct store_target {
+    store_dest *dest;
+    int         prio;
+} store_target;
+
 typedef struct store_req {
     struct store_req *next;
     int               kind;
@@ -167,7 +173,15 @@ typedef struct store_req {
         struct {
             store_item *items;
             size_t      n;
-            int         prio;
+            int         prio; /* for dest; dest may be NULL */
+            /* the same items to these too, in the same savepoint */
+            const store_target *to;
+            size_t              nto;
+            /* when consumer is not NULL, (consumer, id) goes into the
+             * inbox first, and an id there already makes the whole
+             * request CAIRN_EEXIST (put_once) */
+            const char    *consumer;
+            const uint8_t *id;
         } put;
         struct {
             uint64_t    seq;
@@ -297,6 +311,9 @@ cairn_err cairni_outbox_sweep(cairni_store *s, uint64_t now_ms);
 /* Loads committed depth and bytes per destination at open. */
 cairn_err cairni_outbox_load(cairni_store *s);
 cairn_err cairni_inbox_exec_accept(cairni_store *s, store_req *req);
+/* Inserts (consumer, id) into the inbox: CAIRN_EEXIST if it was there. */
+cairn_err cairni_inbox_mark(cairni_store *s, const char *consumer,
+                            const uint8_t *id);
 
 /* ---- between the drainer (outbox_drain.c) and the inbox (inbox.c) -------- */
 

@@ -7,6 +7,9 @@
  *     ^                                                      |
  *     +------------- any error (library or broker) ----------+
  *
+ * Both transitions are reported to the runtime (host->link_state, ABI
+ * 1.2), so its readiness (/readyz) follows the AMQP link.
+ *
  * Setting up is a series of blocking calls, each bounded by
  * connect_timeout (TCP connect, the handshake, every RPC).  A failure
  * anywhere drops the connection and schedules the next attempt: the delay
@@ -119,6 +122,16 @@ amqpb_drop(amqpb *b)
     }
 }
 
+/* The link as the runtime's readiness (/readyz) sees it; a host before
+ * ABI 1.2 has no link_state. */
+static void
+amqpb_link(amqpb *b, bool up)
+{
+    if (CAIRN_HOST_HAS(b->host, link_state)) {
+        b->host->link_state(b->self, up);
+    }
+}
+
 void
 amqpb_conn_lost(amqpb *b, const char *fmt, ...)
 {
@@ -129,6 +142,7 @@ amqpb_conn_lost(amqpb *b, const char *fmt, ...)
     va_end(ap);
     amqpb_drop(b);
     b->state = AMQPB_DOWN;
+    amqpb_link(b, false);
     if (was_up) {
         b->host->log(b->self, CAIRN_LOG_WARN, "connection to %s:%d lost: %s",
                      b->cfg.host, (int)b->cfg.port, b->last_error);
@@ -364,6 +378,7 @@ amqpb_connect(amqpb *b)
     }
     b->ever_up = true;
     b->state = AMQPB_UP;
+    amqpb_link(b, true);
     b->attempt = 0;
     b->last_error[0] = '\0';
     b->busy = true;

@@ -11,25 +11,31 @@
  *      message-id is hashed into one (so redeliveries still match); else
  *      (payload: envelope) the envelope's id; else none, and the runtime
  *      gives it a fresh one
- *   3. host->inbox_accept(id): CAIRN_EEXIST is a redelivery of a message
- *      done before, acked and dropped
- *   4. onto the bus: host->publish_env (topic routes, with the id,
+ *   3+4. topic routes with an id: host->publish_once (with the id,
  *      correlation-id, content type and the string headers, plus
- *      amqp-routing-key and cairn-bridge), or host->queue_push (work
- *      queue routes: the payload only)
+ *      amqp-routing-key and cairn-bridge): the id and the copies for the
+ *      durable routes of the topic commit in one transaction, then the
+ *      bus gets it; CAIRN_EEXIST is a redelivery of a message done
+ *      before, acked and dropped.  Without an id: host->publish_env.
+ *   3. work queue routes: host->inbox_accept(id) (CAIRN_EEXIST as above),
+ *   4. then host->queue_push (the payload only; the bus queue keeps
+ *      nothing over a crash, durable or not)
  *   5. basic.ack once that returned OK.
  *
  * A failure that will not change (1, or a bus refusal such as an invalid
  * argument or a message too large) is basic.reject without requeue: the
  * queue's dead-letter exchange gets it.  A failure that may pass (the bus
  * queue has no free consumer, the store is full) is basic.reject with
- * requeue after a short pause; as the id is committed already, it is
- * remembered (the last AMQPB_REQUEUED), and the redelivery skips step 3.
+ * requeue after a short pause.  publish_once keeps no id when it fails;
+ * on a work queue route the id is committed already, so it is remembered
+ * (the last AMQPB_REQUEUED) and the redelivery skips step 3.
  *
- * Known window: a crash between the inbox commit (3) and the end of the
- * bus push (4) loses that message, since its redelivery is taken for a
- * duplicate; the host offers no way to record the id in the same
- * transaction as the bus publish.
+ * A crash before the basic.ack: the broker redelivers.  On a topic route
+ * the id was committed together with the durable copies or not at all,
+ * so the redelivery is either a duplicate of a stored message or
+ * processed afresh; nothing accepted is lost.  On a host older than ABI
+ * 1.2 (no publish_once), inbox_accept and publish_env commit apart, and
+ * a crash between them loses the message.
  */
 #define _GNU_SOURCE
 
@@ -231,22 +237,67 @@ amqpb_requeue(amqpb *b, const amqpb_asm *a, const cairn_envelope *env,
     amqpb_settle_delivery(b, a->delivery_tag, 2);
 }
 
+static bool
+amqpb_id_zero(const uint8_t id[CAIRN_ID_LEN])
+{
+    for (size_t i = 0; i < CAIRN_ID_LEN; i++) {
+        if (id[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Steps 3 and 4 of a topic route with an id, in one: publish_once.
+ * False when the delivery was a duplicate (acked).  A failed commit
+ * keeps no id, so a requeued delivery has nothing to remember: its
+ * redelivery is processed afresh (or, if only the bus refused it after
+ * the commit, is a duplicate whose durable copies are stored). */
+static bool
+amqpb_publish_once(amqpb *b, const amqpb_asm *a, const cairn_envelope *env,
+                   cairn_err *rv)
+{
+    *rv = b->host->publish_once(b->self, env);
+    if (*rv == CAIRN_EEXIST) {
+        amqpb_count(b, AMQPB_C_DOWN_DUPLICATES, 1);
+        amqpb_settle_delivery(b, a->delivery_tag, 0);
+        return false;
+    }
+    if (*rv == CAIRN_ENOTSUP && !b->accept_warned) {
+        b->accept_warned = true;
+        b->host->log(b->self, CAIRN_LOG_WARN,
+                     "duplicate check unavailable (%s): redeliveries reach "
+                     "the bus",
+                     cairn_strerror(*rv));
+    }
+    return true;
+}
+
 /* Steps 3 to 5 for a checked delivery. */
 static void
 amqpb_deliver(amqpb *b, const amqpb_asm *a, const amqpb_down_route *r,
               cairn_envelope *env, const char *topic, bool has_id)
 {
-    cairn_err rv;
-    if (has_id && !amqpb_accept(b, a, env->id)) {
+    cairn_err rv = CAIRN_ENOTSUP;
+    bool      once = has_id && r->work_queue[0] == '\0' &&
+                !amqpb_id_zero(env->id) &&
+                CAIRN_HOST_HAS(b->host, publish_once);
+    if (r->work_queue[0] == '\0') {
+        env->topic = cairn_str_c(topic);
+        amqpb_env_header(env, "amqp-routing-key", a->routing_key);
+        amqpb_env_header(env, "cairn-bridge", b->name);
+    }
+    if (once && !amqpb_publish_once(b, a, env, &rv)) {
+        return;
+    }
+    has_id = has_id && !once; /* only inbox_accept leaves an id to mind */
+    if (!once && has_id && !amqpb_accept(b, a, env->id)) {
         return;
     }
     if (r->work_queue[0] != '\0') {
         rv = b->host->queue_push(b->self, r->work_queue, env->payload.ptr,
                                  env->payload.len, (uint32_t)r->push_timeout);
-    } else {
-        env->topic = cairn_str_c(topic);
-        amqpb_env_header(env, "amqp-routing-key", a->routing_key);
-        amqpb_env_header(env, "cairn-bridge", b->name);
+    } else if (rv == CAIRN_ENOTSUP) {
         rv = b->host->publish_env(b->self, env);
     }
     if (rv == CAIRN_OK) {
@@ -254,6 +305,8 @@ amqpb_deliver(amqpb *b, const amqpb_asm *a, const amqpb_down_route *r,
     } else if (amqpb_permanent(rv)) {
         amqpb_reject(b, a, cairn_strerror(rv));
     } else {
+        /* has_id: the id is recorded (inbox_accept) and must not make its
+         * own redelivery a duplicate */
         amqpb_requeue(b, a, env, has_id, rv);
     }
 }

@@ -11,25 +11,36 @@
  * Checked first: size (max_payload), the envelope (payload: envelope; the
  * decoder takes untrusted bytes), the bus topic after templating (no
  * wildcards).  Its id is the MQTT 5 user property cairn-id when present
- * and valid, else (envelope mode) the envelope's id, else none.  A QoS 1/2
- * message with an id goes through host->inbox_accept first: CAIRN_EEXIST
- * is a redelivery, counted and dropped.  Then:
+ * and valid, else (envelope mode) the envelope's id, else none.  Then:
  *
- *   topic route    host->publish_env onto the bus topic, with the id, the
- *                  MQTT 5 content type and correlation data, and headers
- *                  mqtt-topic (the cloud topic) and cairn-bridge (this
- *                  instance, so no uplink route sends it back)
+ *   topic route    onto the bus topic, with the id, the MQTT 5 content
+ *                  type and correlation data, and headers mqtt-topic (the
+ *                  cloud topic) and cairn-bridge (this instance, so no
+ *                  uplink route sends it back).  A QoS 1/2 message with an
+ *                  id goes through host->publish_once: the id and the
+ *                  copies for durable routes commit in one transaction,
+ *                  so a crash keeps both or neither, never an id "seen"
+ *                  whose message is gone; CAIRN_EEXIST is a redelivery,
+ *                  counted and dropped.  Otherwise host->publish_env (and,
+ *                  on a host older than ABI 1.2, host->inbox_accept first)
  *   service route  queued for the service worker, which calls the service
  *                  (host->call, with the route's timeout) and publishes
  *                  the reply to the request's Response Topic (or the
  *                  route's reply_topic) with its Correlation Data; a failed
  *                  call replies with an empty payload and the user property
- *                  cairn-status naming the error
+ *                  cairn-status naming the error; a QoS 1/2 request
+ *                  with an id goes through host->inbox_accept first (a
+ *                  service call is not durable: nothing to commit with it)
  *
- * libmosquitto 2.0 acknowledges a QoS 1 message (PUBACK) before it calls
- * on_message, and there is no manual acknowledgement: a crash between
- * that PUBACK and the bus commit loses the message.  Topic routes commit
- * synchronously in the callback to keep that window as short as it gets.
+ * libmosquitto 2.0 acknowledges a QoS 1 message (PUBACK; QoS 2: PUBREC)
+ * before it calls on_message, and there is no manual acknowledgement: a
+ * crash between that acknowledgement and the commit loses the message,
+ * and the broker does not send it again.  Topic routes commit
+ * synchronously in the callback (one commit: publish_once) to keep that
+ * window as short as it gets.  What publish_once guarantees here is that
+ * a message sent again (the cloud retrying a command with the same
+ * cairn-id, or a PUBLISH the crash caught unread) is processed, not taken
+ * for a duplicate of a copy that was never committed.
  *
  * Threads: on_message runs on the network thread; the service queue is
  * under b->lock, the worker waits on b->svc_cv.
@@ -152,6 +163,17 @@ mqttb_down_accept(mqttb *b, const struct mosquitto_message *msg,
     return true;
 }
 
+static bool
+mqttb_id_zero(const uint8_t id[CAIRN_ID_LEN])
+{
+    for (size_t i = 0; i < CAIRN_ID_LEN; i++) {
+        if (id[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 mqttb_env_header(cairn_envelope *env, const char *name, const char *value)
 {
@@ -197,13 +219,30 @@ mqttb_down_publish(mqttb *b, const mqttb_down_route *r,
                          why ? why : "bus topic invalid after templating");
         return;
     }
-    if (has_id && msg->qos > 0 && !mqttb_down_accept(b, msg, env->id)) {
-        return;
-    }
     env->topic = cairn_str_c(topic);
     mqttb_env_header(env, "mqtt-topic", msg->topic);
     mqttb_env_header(env, "cairn-bridge", b->name);
-    cairn_err rv = b->host->publish_env(b->self, env);
+    cairn_err rv = CAIRN_ENOTSUP;
+    if (has_id && msg->qos > 0 && !mqttb_id_zero(env->id) &&
+        CAIRN_HOST_HAS(b->host, publish_once)) {
+        rv = b->host->publish_once(b->self, env);
+        if (rv == CAIRN_EEXIST) {
+            mqttb_count(b, MQTTB_C_DOWN_DUPLICATES, 1);
+            return;
+        }
+        if (rv == CAIRN_ENOTSUP && !atomic_exchange(&b->accept_warned, true)) {
+            b->host->log(b->self, CAIRN_LOG_WARN,
+                         "duplicate check unavailable (%s): redeliveries "
+                         "reach the bus",
+                         cairn_strerror(rv));
+        }
+    } else if (has_id && msg->qos > 0 && !mqttb_id_zero(env->id) &&
+               !mqttb_down_accept(b, msg, env->id)) {
+        return; /* a host before ABI 1.2: the id commits on its own */
+    }
+    if (rv == CAIRN_ENOTSUP) {
+        rv = b->host->publish_env(b->self, env);
+    }
     if (rv != CAIRN_OK) {
         mqttb_down_error(b, msg->topic, cairn_strerror(rv));
     }

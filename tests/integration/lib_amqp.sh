@@ -78,10 +78,11 @@ epmd_stop() {
 }
 
 port_free() {
-    ! ss -ltn 2>/dev/null | awk '{print $4}' | grep -Eq "[:.]($1|$(($1 + 1))|$(($1 + 2)))\$"
+    ! ss -ltn 2>/dev/null | awk '{print $4}' | grep -Eq "[:.]($1|$(($1 + 1))|$(($1 + 2))|$(($1 + 3)))\$"
 }
 
-# broker_start: on BPORT, or free random ports the first time.  Returns
+# broker_start: on BPORT, or free random ports the first time (BPORT to
+# BPORT + 3: AMQP, distribution, epmd, a test's extra listener).  Returns
 # once a client can log in (RabbitMQ takes seconds to boot).
 broker_start() {
     while [ -z "$BPORT" ]; do
@@ -93,6 +94,11 @@ broker_start() {
     # A full disk alarm would block publishers: the test dir is small.
     printf 'disk_free_limit.absolute = 10MB\nloopback_users = none\n' \
         >"$T/rmq/rabbitmq.conf"
+    # A test's own settings (e.g. a TLS listener), @PORT3@ = BPORT + 3.
+    if [ -f "$T/broker.extra" ]; then
+        sed "s/@PORT3@/$((BPORT + 3))/g" "$T/broker.extra" \
+            >>"$T/rmq/rabbitmq.conf"
+    fi
     (rmq_env && exec "$RMQ_BIN/rabbitmq-server") >>"$T/broker.log" 2>&1 &
     BPID=$!
     end=$(($(date +%s) + 90))

@@ -12,6 +12,14 @@
  * on its own when the broker goes away.  Exits 0 once COUNT distinct "seq"
  * numbers were seen (COUNT 0: never), 1 after SECONDS.
  *
+ *   mqtt_rec pub -p PORT -t TOPIC -n COUNT [-s FIRST] [-q QOS] [-i ID]
+ *                [-T SECONDS]
+ *       Publishes COUNT messages (MQTT 5) with payloads {"seq":N}, N from
+ *       FIRST (default 1), each with the user property cairn-id set to an
+ *       id made from N alone, so a second run sends the same commands
+ *       again with the same ids (a cloud retrying).  Exits 0 once the
+ *       broker acknowledged every one, 1 after SECONDS.
+ *
  *   mqtt_rec check FILE KEYS [PRODUCER_LOG]
  *       Passes when: every seq the producer log marks accepted ("A i") is
  *       in FILE (without a log: every seq below the largest seen); a seq
@@ -204,6 +212,90 @@ rec_sub(int argc, char **argv)
     return rc;
 }
 
+/* ---- pub
+ * --------------------------------------------------------------------- */
+
+typedef struct pubst {
+    long acked;
+} pubst;
+
+static void
+pub_on_publish(struct mosquitto *m, void *arg, int mid, int reason,
+               const mosquitto_property *props)
+{
+    pubst *p = arg;
+    p->acked += reason < 128; /* a refused publish stays unacked */
+}
+
+static int
+rec_pub(int argc, char **argv)
+{
+    int         c, port = 0, qos = 1, secs = 60;
+    long        count = 0, first = 1;
+    const char *topic = NULL, *cid = "mqtt-rec-pub";
+    pubst       st = {0};
+    while ((c = getopt(argc, argv, "p:t:n:s:q:i:T:")) != -1) {
+        switch (c) {
+        case 'p': port = atoi(optarg); break;
+        case 't': topic = optarg; break;
+        case 'n': count = atol(optarg); break;
+        case 's': first = atol(optarg); break;
+        case 'q': qos = atoi(optarg); break;
+        case 'i': cid = optarg; break;
+        case 'T': secs = atoi(optarg); break;
+        default: topic = NULL; break;
+        }
+    }
+    if (topic == NULL || port <= 0 || count <= 0 || qos < 1 || qos > 2) {
+        fprintf(stderr, "usage: mqtt_rec pub -p PORT -t TOPIC -n COUNT "
+                        "[-s FIRST] [-q 1|2] [-i ID] [-T SECS]\n");
+        return 2;
+    }
+    mosquitto_lib_init();
+    struct mosquitto *m = mosquitto_new(cid, true, &st);
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_publish_v5_callback_set(m, pub_on_publish);
+    time_t end = time(NULL) + secs;
+    bool   up = mosquitto_connect_bind_v5(m, "127.0.0.1", port, 5, NULL,
+                                          NULL) == MOSQ_ERR_SUCCESS;
+    long   sent = 0;
+    /* Clean session: after a reconnect, whatever was not acked is sent
+     * again from the first unacked on (at least once, same ids). */
+    while (time(NULL) < end && st.acked < count) {
+        if (!up) {
+            usleep(200 * 1000);
+            up = mosquitto_reconnect(m) == MOSQ_ERR_SUCCESS;
+            sent = st.acked;
+            continue;
+        }
+        while (up && sent < count && sent - st.acked < 100) {
+            char                payload[48], id[40];
+            mosquitto_property *props = NULL;
+            long                n = first + sent;
+            int len = snprintf(payload, sizeof(payload), "{\"seq\":%ld}", n);
+            snprintf(id, sizeof(id), "00000000-0000-7000-8000-%012lx",
+                     (unsigned long)n);
+            mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY,
+                                               "cairn-id", id);
+            up = mosquitto_publish_v5(m, NULL, topic, len, payload, qos, false,
+                                      props) == MOSQ_ERR_SUCCESS;
+            mosquitto_property_free_all(&props);
+            sent += up;
+        }
+        up = up && mosquitto_loop(m, 100, 1) == MOSQ_ERR_SUCCESS;
+    }
+    int rc = st.acked >= count ? 0 : 1;
+    if (rc != 0) {
+        fprintf(stderr, "mqtt_rec: %ld of %ld acked after %d s\n", st.acked,
+                count, secs);
+    }
+    mosquitto_disconnect(m);
+    mosquitto_loop(m, 100, 1);
+    mosquitto_destroy(m);
+    mosquitto_lib_cleanup();
+    return rc;
+}
+
 /* ---- check
  * ------------------------------------------------------------------- */
 
@@ -328,6 +420,10 @@ main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "check") == 0) {
         return rec_check(argc, argv);
     }
-    fprintf(stderr, "usage: mqtt_rec sub ... | mqtt_rec check ...\n");
+    if (argc > 1 && strcmp(argv[1], "pub") == 0) {
+        return rec_pub(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "usage: mqtt_rec sub ... | mqtt_rec pub ... | "
+                    "mqtt_rec check ...\n");
     return 2;
 }

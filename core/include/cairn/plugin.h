@@ -322,6 +322,21 @@ typedef struct cairn_host {
     cairn_err (*kv_txn)(cairn_plugin *self,
                         cairn_err (*fn)(cairn_txn *txn, void *arg),
                         void *arg);
+
+    /* Publishes env unless this plugin has already accepted env->id:
+     * the id is recorded, and env is committed to the outbox of every
+     * durable route its topic matches, in ONE transaction; then it is
+     * published on the bus.  CAIRN_EEXIST: a redelivery (nothing done).
+     * For a bridge's downlink: ack the broker after CAIRN_OK or
+     * CAIRN_EEXIST.
+     * env->id must not be zero (CAIRN_EINVAL); a zero ts is set to now.
+     * Any other error from the commit (CAIRN_EFULL, disk) keeps neither
+     * the id nor a copy: the broker's redelivery is processed afresh.
+     * The bus itself keeps nothing over a crash: a topic with no durable
+     * route records only the id (and a bus error after the commit is
+     * returned with the id kept).  CAIRN_ENOTSUP: the runtime has no
+     * store. */
+    cairn_err (*publish_once)(cairn_plugin *self, const cairn_envelope *env);
 } cairn_host;
 
 /* True when the host table provides member m (added in a later minor). */
