@@ -48,7 +48,7 @@ static cairn_err
 stock_level(saga_part *p, cairn_txn *t, const char *item, int64_t delta)
 {
     const stockcfg *c = p->cfg;
-    char            key[64];
+    char            key[sizeof("level/") + 64]; /* items: at most 63 bytes */
     snprintf(key, sizeof(key), "level/%s", item);
     uint64_t lvl = saga_kv_u64(p->host, t, key, (uint64_t)c->initial);
     return saga_kv_put_u64(p->host, t, key, (uint64_t)((int64_t)lvl + delta));
