@@ -344,6 +344,23 @@ host_reply_fini(cairn_reply *reply)
     cairni_reply_fini(reply);
 }
 
+/* call_async: done goes straight to the bus, which calls it once. */
+static cairn_err
+host_call_async(cairn_plugin *self, const char *service, const void *req,
+                size_t len, uint32_t timeout_ms,
+                void (*done)(void *arg, cairn_err rv, cairn_reply *reply),
+                void *arg)
+{
+    cairn_envelope env;
+    if (service == NULL || done == NULL || (req == NULL && len > 0)) {
+        return host_count(self, CAIRN_EINVAL);
+    }
+    host_fill(&env, service, req, len, NULL);
+    return host_count(self, cairni_bus_call_async(self->rt->bus, service,
+                                                  &env, timeout_ms, done,
+                                                  arg));
+}
+
 static void
 host_count_error(cairn_plugin *self)
 {
@@ -689,4 +706,5 @@ const cairn_host cd_host = {
     .link_state    = host_link_state,
     .kv_txn        = host_kv_txn,
     .publish_once  = host_publish_once,
+    .call_async    = host_call_async,
 };

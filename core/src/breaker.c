@@ -119,6 +119,19 @@ cairni_breaker_done(cairni_breaker *b, uint64_t now, bool probe, bool failed)
     pthread_mutex_unlock(&b->mtx);
 }
 
+void
+cairni_breaker_cancel(cairni_breaker *b, bool probe)
+{
+    if (b->failures == 0 || !probe) {
+        return;
+    }
+    pthread_mutex_lock(&b->mtx);
+    if (b->state == CAIRNI_BREAKER_HALF_OPEN && b->probing > 0) {
+        b->probing--;
+    }
+    pthread_mutex_unlock(&b->mtx);
+}
+
 cairni_breaker_state
 cairni_breaker_get(cairni_breaker *b)
 {

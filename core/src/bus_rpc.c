@@ -46,6 +46,23 @@
  * one request, with full-jitter backoff between the attempts, all within
  * the one deadline the caller gave; no other call is ever repeated.
  *
+ * Asynchronous calls (cairni_bus_call_async) run the same attempts
+ * (breaker, accounting, retries of idempotent services) as the blocking
+ * call, as a state machine driven by the slot's aio callback on NNG's
+ * task threads:
+ *
+ *   SEND --sent--> RECV --reply or error--> attempt ends --> done
+ *                                                |
+ *                       (idempotent, failed) PAUSE --> SEND
+ *
+ * An asynchronous slot is on its entry's busy list (slot_lock) from the
+ * start of the call until done has returned.  Closing the bus sets
+ * `closing`, aborts every busy slot's aio and waits for the list to
+ * empty; a callback that starts a new operation checks `closing` after
+ * starting it and aborts it itself if it was set, so no operation
+ * outlives the close.  A slot freed from its own callback goes through
+ * nng_aio_reap (nng_aio_free would wait for the callback it runs in).
+ *
  * Unserve: the entry forgets the service under bus->lock (new calls get
  * CAIRN_ENOENT), the thread's receive aio is stopped, which ends the
  * thread once a running handler has returned and replied, the thread is
@@ -69,11 +86,33 @@
 #define BUS_REQ_HDR 8          /* deadline header of a request */
 #define BUS_REP_HDR 4          /* status header of a reply */
 #define BUS_BACKOFF_MAX_MS 1000 /* longest pause between call attempts */
+#define BUS_REFUSED_RESENDS 2   /* resends of a request a closing provider
+                                   refused (it never ran) */
+
+typedef enum bus_astate {
+    BUS_A_SEND = 1, /* the request is being sent */
+    BUS_A_RECV,     /* waiting for the reply */
+    BUS_A_PAUSE,    /* backoff before the next attempt */
+} bus_astate;
 
 typedef struct bus_slot {
-    struct bus_slot *next;
+    struct bus_slot *next;  /* free list, or busy list (async) */
+    struct bus_slot *prev;  /* busy list (async) */
     nng_ctx          ctx;
-    nng_aio         *aio; /* no callback: callers wait on it */
+    nng_aio         *aio;   /* blocking: no callback, callers wait on it;
+                               async: bus_acall_cb */
+    bool             async;
+
+    /* The asynchronous call the slot carries (owned by the callback). */
+    cairni_bus_rpc  *rpc;
+    bus_astate       state;
+    cairni_call_done done;
+    void            *arg;
+    nng_msg         *req;  /* encoded request, copied per attempt; owned */
+    uint64_t         deadline;
+    uint64_t         t0;    /* start of the current attempt */
+    uint32_t         attempt;
+    bool             probe;
 } bus_slot;
 
 struct cairni_bus_rpc {
@@ -87,6 +126,12 @@ struct cairni_bus_rpc {
     pthread_mutex_t slot_lock;
     bus_slot       *slots; /* owned free list */
     unsigned        nslots;
+    bus_slot       *aslots; /* owned free list of asynchronous slots */
+    unsigned        naslots;
+    bus_slot       *busy;   /* asynchronous calls in progress */
+    unsigned        nbusy;
+    pthread_cond_t  idle_cv; /* nbusy dropped to 0 */
+    atomic_bool     closing; /* no new operation may start */
 
     cairni_hist      latency; /* calls that got a reply */
     _Atomic uint64_t ok;      /* reply with status CAIRN_OK */
@@ -96,6 +141,7 @@ struct cairni_bus_rpc {
     _Atomic uint64_t expired; /* requests skipped: deadline passed */
     _Atomic uint64_t bad;     /* malformed requests */
     _Atomic uint64_t retries; /* attempts after the first */
+    _Atomic bool     served;  /* svc != NULL, readable without the lock */
 
     cairni_call_cfg policy;  /* immutable; name borrowed */
     cairni_breaker  breaker;
@@ -109,6 +155,8 @@ struct cairn_svc {
     void           *arg;
     nng_socket      rep;
     nng_aio        *raio; /* the service thread's receives */
+    nng_aio        *saio; /* its replies (nng_sendmsg would allocate an
+                             aio, and draw a random number, per reply) */
     pthread_t       thread;
     bool            started;
 };
@@ -199,8 +247,14 @@ bus_svc_handle(cairn_svc *svc, nng_msg *req)
         atomic_fetch_add(&rpc->handled, 1);
     }
     bus_put_be(nng_msg_body(out.msg), (uint32_t)st, BUS_REP_HDR);
-    if (nng_sendmsg(svc->rep, out.msg, 0) != 0) {
-        nng_msg_free(out.msg); /* a failed send leaves it ours */
+    nng_aio_set_msg(svc->saio, out.msg);
+    nng_aio_set_timeout(svc->saio, BUS_REPLY_SEND_MS);
+    nng_send_aio(svc->rep, svc->saio);
+    nng_aio_wait(svc->saio);
+    if (nng_aio_result(svc->saio) != 0) {
+        nng_msg_free(nng_aio_get_msg(svc->saio)); /* a failed send leaves
+                                                     it ours */
+        nng_aio_set_msg(svc->saio, NULL);
     }
 done:
     nng_msg_free(req);
@@ -248,6 +302,9 @@ bus_svc_free(cairn_svc *svc)
     if (svc->raio != NULL) {
         nng_aio_free(svc->raio);
     }
+    if (svc->saio != NULL) {
+        nng_aio_free(svc->saio);
+    }
     free(svc->owner);
     free(svc);
 }
@@ -290,16 +347,24 @@ bus_slot_free(bus_slot *s)
 }
 
 static void
+bus_slots_free(bus_slot *s)
+{
+    while (s != NULL) {
+        bus_slot *next = s->next;
+        bus_slot_free(s);
+        s = next;
+    }
+}
+
+static void
 bus_rpc_free(cairni_bus_rpc *rpc)
 {
-    while (rpc->slots != NULL) {
-        bus_slot *next = rpc->slots->next;
-        bus_slot_free(rpc->slots);
-        rpc->slots = next;
-    }
+    bus_slots_free(rpc->slots);
+    bus_slots_free(rpc->aslots);
     if (rpc->has_req) {
         nng_close(rpc->req);
     }
+    pthread_cond_destroy(&rpc->idle_cv);
     pthread_mutex_destroy(&rpc->slot_lock);
     cairni_breaker_fini(&rpc->breaker);
     free(rpc->name);
@@ -389,6 +454,7 @@ bus_rpc_find(cairni_bus *bus, const char *name, bool create,
         return CAIRN_ENOMEM;
     }
     pthread_mutex_init(&rpc->slot_lock, NULL);
+    pthread_cond_init(&rpc->idle_cv, NULL);
     rpc->policy = *bus_policy(bus, name);
     cairni_breaker_init(&rpc->breaker, (uint32_t)rpc->policy.failures,
                         rpc->policy.open_ms * 1000,
@@ -421,7 +487,8 @@ cairni_bus_serve(cairni_bus *bus, const char *service, const char *owner,
     svc->arg = arg;
     svc->rep = bus_nosock;
     if ((svc->owner = strdup(owner != NULL ? owner : "")) == NULL ||
-        nng_aio_alloc(&svc->raio, NULL, NULL) != 0) {
+        nng_aio_alloc(&svc->raio, NULL, NULL) != 0 ||
+        nng_aio_alloc(&svc->saio, NULL, NULL) != 0) {
         rv = CAIRN_ENOMEM;
         goto fail;
     }
@@ -431,6 +498,7 @@ cairni_bus_serve(cairni_bus *bus, const char *service, const char *owner,
     }
     if (rv == CAIRN_OK) {
         rpc->svc = svc;
+        atomic_store(&rpc->served, true);
     }
     pthread_mutex_unlock(&bus->lock);
     if (rv != CAIRN_OK) {
@@ -452,6 +520,7 @@ cairni_bus_unserve(cairn_svc *svc)
     pthread_mutex_lock(&svc->bus->lock);
     if (svc->rpc->svc == svc) {
         svc->rpc->svc = NULL;
+        atomic_store(&svc->rpc->served, false);
     }
     pthread_mutex_unlock(&svc->bus->lock);
     bus_svc_free(svc);
@@ -504,49 +573,93 @@ bus_rpc_lookup(cairni_bus *bus, const char *name, cairni_bus_rpc **rpcp)
     return rv;
 }
 
+static void bus_acall_cb(void *arg);
+
+/* A slot from the free list of its kind, or a new one.  An asynchronous
+ * slot is put on the busy list; CAIRN_ECLOSED once the bus is closing. */
 static cairn_err
-bus_slot_get(cairni_bus_rpc *rpc, bus_slot **sp)
+bus_slot_get(cairni_bus_rpc *rpc, bool async, bus_slot **sp)
 {
-    bus_slot *s;
-    int       rv = NNG_ENOMEM;
+    bus_slot **list = async ? &rpc->aslots : &rpc->slots;
+    bus_slot  *s;
+    int        rv = NNG_ENOMEM;
 
     pthread_mutex_lock(&rpc->slot_lock);
-    if ((s = rpc->slots) != NULL) {
-        rpc->slots = s->next;
-        rpc->nslots--;
+    if ((s = *list) != NULL) {
+        *list = s->next;
+        async ? rpc->naslots-- : rpc->nslots--;
     }
     pthread_mutex_unlock(&rpc->slot_lock);
-    if (s != NULL) {
-        *sp = s;
-        return CAIRN_OK;
+    if (s == NULL) {
+        if ((s = calloc(1, sizeof(*s))) == NULL) {
+            return CAIRN_ENOMEM;
+        }
+        s->ctx = (nng_ctx)NNG_CTX_INITIALIZER;
+        s->async = async;
+        s->rpc = rpc;
+        if ((rv = nng_ctx_open(&s->ctx, rpc->req)) != 0 ||
+            (rv = nng_aio_alloc(&s->aio, async ? bus_acall_cb : NULL, s)) !=
+                0) {
+            bus_slot_free(s);
+            return cairni_nng_err(rv);
+        }
     }
-    if ((s = calloc(1, sizeof(*s))) == NULL) {
-        return CAIRN_ENOMEM;
-    }
-    s->ctx = (nng_ctx)NNG_CTX_INITIALIZER;
-    if ((rv = nng_ctx_open(&s->ctx, rpc->req)) != 0 ||
-        (rv = nng_aio_alloc(&s->aio, NULL, NULL)) != 0) {
-        goto fail;
+    if (async) {
+        pthread_mutex_lock(&rpc->slot_lock);
+        if (atomic_load(&rpc->closing)) {
+            pthread_mutex_unlock(&rpc->slot_lock);
+            bus_slot_free(s); /* not from a callback: plain free */
+            return CAIRN_ECLOSED;
+        }
+        s->prev = NULL;
+        s->next = rpc->busy;
+        if (rpc->busy != NULL) {
+            rpc->busy->prev = s;
+        }
+        rpc->busy = s;
+        rpc->nbusy++;
+        pthread_mutex_unlock(&rpc->slot_lock);
     }
     *sp = s;
     return CAIRN_OK;
-fail:
-    bus_slot_free(s);
-    return cairni_nng_err(rv);
 }
 
+/* Gives a slot back.  An asynchronous one leaves the busy list; after
+ * that its entry may be freed by a close, so nothing of rpc is touched
+ * once the lock is dropped.  from_cb: called from the slot's own aio
+ * callback, where the aio can only be reaped. */
 static void
-bus_slot_put(cairni_bus_rpc *rpc, bus_slot *s)
+bus_slot_put(cairni_bus_rpc *rpc, bus_slot *s, bool from_cb)
 {
+    bus_slot **list = s->async ? &rpc->aslots : &rpc->slots;
+    unsigned  *n = s->async ? &rpc->naslots : &rpc->nslots;
+
     pthread_mutex_lock(&rpc->slot_lock);
-    if (rpc->nslots < BUS_SLOTS_MAX) {
-        s->next = rpc->slots;
-        rpc->slots = s;
-        rpc->nslots++;
+    if (s->async) {
+        if (s->prev != NULL) {
+            s->prev->next = s->next;
+        } else {
+            rpc->busy = s->next;
+        }
+        if (s->next != NULL) {
+            s->next->prev = s->prev;
+        }
+        if (--rpc->nbusy == 0) {
+            pthread_cond_broadcast(&rpc->idle_cv);
+        }
+    }
+    if (*n < BUS_SLOTS_MAX && !atomic_load(&rpc->closing)) {
+        s->next = *list;
+        *list = s;
+        (*n)++;
         s = NULL;
     }
     pthread_mutex_unlock(&rpc->slot_lock);
-    if (s != NULL) {
+    if (s != NULL && from_cb) {
+        nng_ctx_close(s->ctx);
+        nng_aio_reap(s->aio);
+        free(s);
+    } else if (s != NULL) {
         bus_slot_free(s);
     }
 }
@@ -610,6 +723,33 @@ bus_exchange(bus_slot *s, nng_msg **msgp, uint64_t deadline)
     return CAIRN_OK;
 }
 
+/* The request message: the deadline header, then env. */
+static cairn_err
+bus_req_msg(const cairn_envelope *req, const char *service,
+            uint64_t deadline, nng_msg **msgp)
+{
+    uint8_t hdr[BUS_REQ_HDR];
+
+    bus_put_be(hdr, deadline, BUS_REQ_HDR);
+    return cairni_bus_env_msg(req, service, hdr, sizeof(hdr), false, msgp);
+}
+
+/* Makes reply the view of msg, which it then owns; msg is freed if it
+ * is no reply. */
+static cairn_err
+bus_reply_take(nng_msg *msg, cairn_reply *reply)
+{
+    if (nng_msg_len(msg) < BUS_REP_HDR) {
+        nng_msg_free(msg);
+        return CAIRN_EPROTO;
+    }
+    reply->status = (cairn_err)bus_get_be(nng_msg_body(msg), BUS_REP_HDR);
+    reply->data = (const uint8_t *)nng_msg_body(msg) + BUS_REP_HDR;
+    reply->len = nng_msg_len(msg) - BUS_REP_HDR;
+    reply->impl_ = msg; /* released by cairni_reply_fini */
+    return CAIRN_OK;
+}
+
 static void
 bus_rpc_account(cairni_bus_rpc *rpc, cairn_err rv, const cairn_reply *reply,
                 uint64_t t0)
@@ -628,36 +768,24 @@ static cairn_err
 bus_call_once(cairni_bus_rpc *rpc, const char *service,
               const cairn_envelope *req, uint64_t deadline, cairn_reply *reply)
 {
-    uint64_t  t0 = cairni_mono_us();
-    uint8_t   hdr[BUS_REQ_HDR];
     bus_slot *slot = NULL;
     nng_msg  *msg = NULL;
     cairn_err rv;
 
-    bus_put_be(hdr, deadline, BUS_REQ_HDR);
-    if ((rv = cairni_bus_env_msg(req, service, hdr, sizeof(hdr), false,
-                                 &msg)) != CAIRN_OK ||
-        (rv = bus_slot_get(rpc, &slot)) != CAIRN_OK ||
+    if ((rv = bus_req_msg(req, service, deadline, &msg)) != CAIRN_OK ||
+        (rv = bus_slot_get(rpc, false, &slot)) != CAIRN_OK ||
         (rv = bus_exchange(slot, &msg, deadline)) != CAIRN_OK) {
         goto done;
     }
-    if (nng_msg_len(msg) < BUS_REP_HDR) {
-        rv = CAIRN_EPROTO;
-        goto done;
-    }
-    reply->status = (cairn_err)bus_get_be(nng_msg_body(msg), BUS_REP_HDR);
-    reply->data = (const uint8_t *)nng_msg_body(msg) + BUS_REP_HDR;
-    reply->len = nng_msg_len(msg) - BUS_REP_HDR;
-    reply->impl_ = msg; /* released by cairni_reply_fini */
+    rv = bus_reply_take(msg, reply);
     msg = NULL;
 done:
     if (slot != NULL) {
-        bus_slot_put(rpc, slot);
+        bus_slot_put(rpc, slot, false);
     }
     if (msg != NULL) {
         nng_msg_free(msg);
     }
-    bus_rpc_account(rpc, rv, reply, t0);
     return rv;
 }
 
@@ -688,6 +816,54 @@ bus_may_retry(const cairni_bus_rpc *rpc, uint32_t attempt, uint64_t deadline,
     return true;
 }
 
+/*
+ * The end of one attempt, blocking or not: accounts it, feeds the
+ * breaker, and says whether another attempt follows after *pause_ms
+ * (reply is then released and the retry counted).
+ */
+static bool
+bus_attempt_end(cairni_bus_rpc *rpc, uint32_t attempt, uint64_t deadline,
+                uint64_t t0, bool probe, cairn_err rv, cairn_reply *reply,
+                uint32_t *pause_ms)
+{
+    bool failed = cairni_call_failed(rv, reply->status);
+
+    /* Refused: the pipe to a provider that was being unserved closed
+     * under the request.  Unserve joins the handler thread before it
+     * closes the socket, so that request never reached a handler and is
+     * sent again, to the provider serving the name now, whatever the
+     * service's policy.  It says nothing about the service: no verdict
+     * for the breaker. */
+    if (rv == CAIRN_ECONNREFUSED && attempt <= BUS_REFUSED_RESENDS &&
+        atomic_load(&rpc->served) && cairni_mono_us() + 1000 < deadline) {
+        cairni_breaker_cancel(&rpc->breaker, probe);
+        *pause_ms = 1;
+        return true;
+    }
+
+    bus_rpc_account(rpc, rv, reply, t0);
+    cairni_breaker_done(&rpc->breaker, cairni_mono_us(), probe, failed);
+    if (!failed || !bus_may_retry(rpc, attempt, deadline, pause_ms)) {
+        return false;
+    }
+    cairni_reply_fini(reply);
+    atomic_fetch_add(&rpc->retries, 1);
+    return true;
+}
+
+/* Validates a call and finds the entry of its service. */
+static cairn_err
+bus_call_begin(cairni_bus *bus, const char *service,
+               const cairn_envelope *req, uint32_t timeout_ms,
+               cairni_bus_rpc **rpcp)
+{
+    if (bus == NULL || req == NULL || timeout_ms == 0 ||
+        cairni_bus_name_valid(service) != CAIRN_OK) {
+        return CAIRN_EINVAL;
+    }
+    return bus_rpc_lookup(bus, service, rpcp);
+}
+
 cairn_err
 cairni_bus_call(cairni_bus *bus, const char *service, const cairn_envelope *req,
                 uint32_t timeout_ms, cairn_reply *reply)
@@ -701,31 +877,195 @@ cairni_bus_call(cairni_bus *bus, const char *service, const cairn_envelope *req,
         return CAIRN_EINVAL;
     }
     memset(reply, 0, sizeof(*reply));
-    if (bus == NULL || req == NULL || timeout_ms == 0 ||
-        cairni_bus_name_valid(service) != CAIRN_OK) {
-        return CAIRN_EINVAL;
-    }
-    if ((rv = bus_rpc_lookup(bus, service, &rpc)) != CAIRN_OK) {
+    if ((rv = bus_call_begin(bus, service, req, timeout_ms, &rpc)) !=
+        CAIRN_OK) {
         return rv;
     }
     for (uint32_t attempt = 1;; attempt++) {
-        bool probe;
-        bool failed;
+        uint64_t t0 = cairni_mono_us();
+        bool     probe;
 
-        if ((rv = cairni_breaker_enter(&rpc->breaker, cairni_mono_us(),
-                                       &probe)) != CAIRN_OK) {
+        if ((rv = cairni_breaker_enter(&rpc->breaker, t0, &probe)) !=
+            CAIRN_OK) {
             return rv;
         }
         rv = bus_call_once(rpc, service, req, deadline, reply);
-        failed = cairni_call_failed(rv, reply->status);
-        cairni_breaker_done(&rpc->breaker, cairni_mono_us(), probe, failed);
-        if (!failed || !bus_may_retry(rpc, attempt, deadline, &pause_ms)) {
+        if (!bus_attempt_end(rpc, attempt, deadline, t0, probe, rv, reply,
+                             &pause_ms)) {
             return rv;
         }
-        cairni_reply_fini(reply);
-        atomic_fetch_add(&rpc->retries, 1);
         nng_msleep((nng_duration)pause_ms);
     }
+}
+
+/* ---- asynchronous calls ------------------------------------------------- */
+
+/* Starts op on s (a send, a receive, or with op NULL a pause of
+ * pause_ms), bounded by the deadline.  A close that began meanwhile
+ * aborts it (see the top of this file). */
+static void
+bus_acall_op(bus_slot *s, void (*op)(nng_ctx, nng_aio *), uint32_t pause_ms)
+{
+    if (op == NULL) {
+        nng_aio_set_timeout(s->aio, NNG_DURATION_INFINITE);
+        nng_sleep_aio((nng_duration)pause_ms, s->aio);
+    } else {
+        /* Once the deadline has passed this is NNG_DURATION_ZERO: the
+         * operation completes at once, with NNG_ETIMEDOUT unless it
+         * could be done without waiting. */
+        nng_aio_set_timeout(s->aio, bus_left_ms(s->deadline));
+        op(s->ctx, s->aio);
+    }
+    if (atomic_load(&s->rpc->closing)) {
+        nng_aio_abort(s->aio, NNG_ECLOSED);
+    }
+}
+
+/* Calls done once, then gives the slot back.  reply is NULL or filled. */
+static void
+bus_acall_finish(bus_slot *s, cairn_err rv, cairn_reply *reply)
+{
+    if (s->req != NULL) {
+        nng_msg_free(s->req);
+        s->req = NULL;
+    }
+    s->done(s->arg, rv, rv == CAIRN_OK ? reply : NULL);
+    if (rv == CAIRN_OK) {
+        cairni_reply_fini(reply);
+    }
+    bus_slot_put(s->rpc, s, true);
+}
+
+/* Starts the next attempt: the breaker first, then the send of the
+ * request (a copy of it while more attempts may follow).  CAIRN_OK: the
+ * callback takes it from here. */
+static cairn_err
+bus_acall_attempt(bus_slot *s)
+{
+    const cairni_call_cfg *p = &s->rpc->policy;
+    nng_msg               *msg;
+    cairn_err              rv;
+
+    s->t0 = cairni_mono_us();
+    if ((rv = cairni_breaker_enter(&s->rpc->breaker, s->t0, &s->probe)) !=
+        CAIRN_OK) {
+        return rv;
+    }
+    s->attempt++;
+    if (p->idempotent && s->attempt < (uint64_t)p->attempts) {
+        if (nng_msg_dup(&msg, s->req) != 0) {
+            msg = NULL;
+        }
+    } else {
+        msg = s->req;
+        s->req = NULL;
+    }
+    if (msg == NULL) { /* an attempt that failed: no retry after it */
+        cairn_reply none = {0};
+        uint32_t    pause_ms;
+        (void)bus_attempt_end(s->rpc, UINT32_MAX, s->deadline, s->t0,
+                              s->probe, CAIRN_ENOMEM, &none, &pause_ms);
+        return CAIRN_ENOMEM;
+    }
+    s->state = BUS_A_SEND;
+    nng_aio_set_msg(s->aio, msg);
+    bus_acall_op(s, nng_ctx_send, 0);
+    return CAIRN_OK;
+}
+
+/* The end of an attempt with rv (and the reply msg on success). */
+static void
+bus_acall_ended(bus_slot *s, cairn_err rv, nng_msg *msg)
+{
+    cairn_reply reply = {0};
+    uint32_t    pause_ms;
+
+    if (rv == CAIRN_OK) {
+        rv = bus_reply_take(msg, &reply);
+    }
+    if (bus_attempt_end(s->rpc, s->attempt, s->deadline, s->t0, s->probe, rv,
+                        &reply, &pause_ms)) {
+        s->state = BUS_A_PAUSE;
+        bus_acall_op(s, NULL, pause_ms);
+        return;
+    }
+    bus_acall_finish(s, rv, &reply);
+}
+
+static void
+bus_acall_cb(void *arg)
+{
+    bus_slot *s = arg;
+    int       rv = nng_aio_result(s->aio);
+    nng_msg  *msg = nng_aio_get_msg(s->aio);
+    cairn_err err;
+
+    nng_aio_set_msg(s->aio, NULL);
+    switch (s->state) {
+    case BUS_A_SEND:
+        if (rv != 0) {
+            nng_msg_free(msg); /* a failed send gives it back */
+            bus_acall_ended(s, bus_call_err(rv), NULL);
+            return;
+        }
+        s->state = BUS_A_RECV;
+        bus_acall_op(s, nng_ctx_recv, 0);
+        return;
+    case BUS_A_RECV:
+        bus_acall_ended(s, rv == 0 ? CAIRN_OK : bus_call_err(rv), msg);
+        return;
+    case BUS_A_PAUSE:
+        if (rv != 0) {
+            bus_acall_finish(s, bus_call_err(rv), NULL);
+        } else if ((err = bus_acall_attempt(s)) != CAIRN_OK) {
+            bus_acall_finish(s, err, NULL);
+        }
+        return;
+    }
+}
+
+cairn_err
+cairni_bus_call_async(cairni_bus *bus, const char *service,
+                      const cairn_envelope *req, uint32_t timeout_ms,
+                      cairni_call_done done, void *arg)
+{
+    uint64_t        deadline = cairni_mono_us() + (uint64_t)timeout_ms * 1000;
+    cairni_bus_rpc *rpc;
+    bus_slot       *s = NULL;
+    nng_msg        *msg = NULL;
+    cairn_err       rv;
+
+    if (done == NULL) {
+        return CAIRN_EINVAL;
+    }
+    if ((rv = bus_call_begin(bus, service, req, timeout_ms, &rpc)) !=
+            CAIRN_OK ||
+        (rv = bus_req_msg(req, service, deadline, &msg)) != CAIRN_OK ||
+        (rv = bus_slot_get(rpc, true, &s)) != CAIRN_OK) {
+        goto fail;
+    }
+    s->done = done;
+    s->arg = arg;
+    s->req = msg;
+    s->deadline = deadline;
+    s->attempt = 0;
+    msg = NULL;
+    if ((rv = bus_acall_attempt(s)) != CAIRN_OK) {
+        goto fail;
+    }
+    return CAIRN_OK;
+fail:
+    if (s != NULL) {
+        if (s->req != NULL) {
+            nng_msg_free(s->req);
+            s->req = NULL;
+        }
+        bus_slot_put(rpc, s, false);
+    }
+    if (msg != NULL) {
+        nng_msg_free(msg);
+    }
+    return rv;
 }
 
 void
@@ -742,6 +1082,23 @@ cairni_reply_fini(cairn_reply *reply)
 
 /* ---- close, metrics, listing -------------------------------------------- */
 
+/* Ends the asynchronous calls in progress on rpc: each one's done runs
+ * (with CAIRN_ECLOSED, unless it was finishing anyway) before this
+ * returns.  No new one can start. */
+static void
+bus_rpc_drain(cairni_bus_rpc *rpc)
+{
+    pthread_mutex_lock(&rpc->slot_lock);
+    atomic_store(&rpc->closing, true);
+    for (bus_slot *s = rpc->busy; s != NULL; s = s->next) {
+        nng_aio_abort(s->aio, NNG_ECLOSED);
+    }
+    while (rpc->nbusy > 0) {
+        pthread_cond_wait(&rpc->idle_cv, &rpc->slot_lock);
+    }
+    pthread_mutex_unlock(&rpc->slot_lock);
+}
+
 void
 cairni_bus_rpcs_close(cairni_bus *bus)
 {
@@ -753,6 +1110,7 @@ cairni_bus_rpcs_close(cairni_bus *bus)
     pthread_mutex_unlock(&bus->lock);
     while (rpcs != NULL) {
         cairni_bus_rpc *next = rpcs->next;
+        bus_rpc_drain(rpcs);
         if (rpcs->svc != NULL) {
             bus_svc_free(rpcs->svc); /* joins before the entry goes */
         }

@@ -161,6 +161,9 @@ cairn_err cairni_breaker_enter(cairni_breaker *b, uint64_t now, bool *probe);
 /* After a call that entered: failed says whether it counts as a failure. */
 void cairni_breaker_done(cairni_breaker *b, uint64_t now, bool probe,
                          bool failed);
+/* After a call that entered but gives no verdict (it is sent again):
+ * a probe's place is given back. */
+void cairni_breaker_cancel(cairni_breaker *b, bool probe);
 cairni_breaker_state cairni_breaker_get(cairni_breaker *b);
 const char *cairni_breaker_name(cairni_breaker_state st);
 /* Whether an outcome counts against the service: a call that failed to
@@ -259,6 +262,29 @@ void      cairni_bus_unserve(cairn_svc *svc);
 cairn_err cairni_bus_call(cairni_bus *bus, const char *service,
                           const cairn_envelope *req, uint32_t timeout_ms,
                           cairn_reply *reply);
+
+/*
+ * Calls a service without waiting: the same deadline, breaker, retries
+ * of idempotent services and accounting as cairni_bus_call.  It returns
+ * an error, and done is never called, when the call cannot start:
+ * CAIRN_EINVAL (bad arguments), CAIRN_ENOENT (no such service),
+ * CAIRN_EUNAVAIL (its breaker is open), CAIRN_ENOMEM, CAIRN_ECLOSED (the
+ * bus is closing).  On CAIRN_OK, done(arg, rv, reply) is called exactly
+ * once, on one of NNG's threads: never on the caller's own thread, but
+ * possibly before cairni_bus_call_async has returned, so do not hold a
+ * lock across the call that done takes.  rv is what cairni_bus_call would
+ * return; reply is NULL unless rv is CAIRN_OK, and then borrowed: valid
+ * until done returns, released by the bus (never cairni_reply_fini it).
+ * done must not block: it runs where NNG completes I/O.  Calls still in
+ * progress when the bus closes end with CAIRN_ECLOSED; cairni_bus_close
+ * returns after their done has returned.  env is read only during the
+ * call.
+ */
+typedef void (*cairni_call_done)(void *arg, cairn_err rv, cairn_reply *reply);
+cairn_err cairni_bus_call_async(cairni_bus *bus, const char *service,
+                                const cairn_envelope *req,
+                                uint32_t timeout_ms, cairni_call_done done,
+                                void *arg);
 cairn_err cairni_out_append(cairn_out *out, const void *data, size_t len);
 void      cairni_reply_fini(cairn_reply *reply);
 

@@ -13,16 +13,23 @@
  *   gw_json.c    JSON <-> CBOR with limits
  *
  * Threads.  NNG's own threads run the handler callback and I/O
- * completions; they never block: a request is read (body included),
- * queued, and answered by one of cfg.workers worker threads, which make
- * the blocking host->call.  Bus delivery threads feed WebSocket clients.
- * g->lock guards the queue, the in-flight count and the WebSocket list;
- * the workers also reap closed WebSocket clients (unsubscribe may block,
- * so it never runs on an NNG or bus thread).
+ * completions; they never block.  A REST request is read (body
+ * included), routed, checked and converted right there, and its service
+ * is called with host->call_async: the reply's callback, on the
+ * runtime's I/O threads, converts the reply and finishes the server's
+ * aio.  No thread waits for a service.  WebSocket upgrades (and every
+ * request on a cairnd without call_async) are queued for one of
+ * cfg.workers worker threads instead, which may block.  Bus delivery
+ * threads feed WebSocket clients.  g->lock guards the queue, the
+ * in-flight count and the WebSocket list; the workers also reap closed
+ * WebSocket clients (unsubscribe may block, so it never runs on an NNG
+ * or bus thread).
  *
- * Lifecycle of a request: handler -> (body read) -> queue -> worker ->
- * nng_aio_finish.  Every request holds one count of g->inflight from the
- * handler until it is finished; stop waits for zero.
+ * Lifecycle of a request: handler -> (body read) -> dispatch ->
+ * call_async -> reply callback -> nng_aio_finish; or handler -> (body
+ * read) -> queue -> worker -> nng_aio_finish.  Every request holds one
+ * count of g->inflight from the handler until it is finished; stop waits
+ * for zero, so no callback of a call is owed after stop.
  */
 #ifndef GW_H
 #define GW_H
@@ -136,6 +143,8 @@ typedef struct gw_req {
     nng_aio       *rdaio; /* body read */
     uint8_t       *body;
     size_t         blen;
+    bool           async; /* services are called with call_async */
+    const gw_route *route; /* of the call in progress */
 } gw_req;
 
 /* Counters, flushed to the host by the workers. */

@@ -124,7 +124,9 @@ gw_finish(gw *g, gw_req *rq, nng_http_res *res, bool hijacked)
         gw_count_status(g, nng_http_res_get_status(res));
     }
     if (rq->rdaio != NULL) {
-        nng_aio_free(rq->rdaio);
+        /* Reaped: this may run inside the read's own callback, where
+         * nng_aio_free would wait for itself. */
+        nng_aio_reap(rq->rdaio);
     }
     free(rq->body);
     free(rq);
@@ -268,9 +270,39 @@ gw_reply_res(gw *g, uint16_t st, cairn_err status, const uint8_t *data,
     return res;
 }
 
+/* The response to a call that got no reply. */
+static nng_http_res *
+gw_call_error(gw *g, const gw_route *r, cairn_err rv)
+{
+    char text[192];
+    snprintf(text, sizeof(text), "service %s: %s", r->cfg->service,
+             cairn_strerror(rv));
+    return gw_error_res(gw_status_of_call(rv), text);
+}
+
+/* The reply callback of call_async (an NNG thread): answers the request. */
+static void
+gw_call_done(void *arg, cairn_err rv, cairn_reply *reply)
+{
+    gw_req       *rq = arg;
+    gw           *g  = rq->g;
+    nng_http_res *res;
+    if (rv != CAIRN_OK) {
+        g->host->count_error(g->self); /* as call counts its failures */
+        res = gw_call_error(g, rq->route, rv);
+    } else {
+        res = gw_reply_res(g, gw_status_of_reply(reply->status),
+                           reply->status, reply->data, reply->len);
+    }
+    gw_finish(g, rq, res, false);
+}
+
+/* Calls r's service with the request map.  With rq->async the call is
+ * started and *pending set: the reply callback answers, and rq must not
+ * be touched any more (it may be gone already). */
 static nng_http_res *
 gw_call(gw *g, gw_req *rq, const gw_route *r, const char *path,
-        const char *query, const char *sub)
+        const char *query, const char *sub, bool *pending)
 {
     const char   *method = nng_http_req_get_method(rq->req);
     const char   *ct     = nng_http_req_get_header(rq->req, "Content-Type");
@@ -297,14 +329,19 @@ gw_call(gw *g, gw_req *rq, const gw_route *r, const char *path,
     uint64_t tmo = r->cfg->timeout < g->cfg.request_timeout
                        ? r->cfg->timeout
                        : g->cfg.request_timeout;
+    if (rq->async) {
+        rq->route = r;
+        rv = g->host->call_async(g->self, r->cfg->service, b.data, b.len,
+                                 (uint32_t)tmo, gw_call_done, rq);
+        gw_buf_fini(&b);
+        *pending = rv == CAIRN_OK;
+        return rv == CAIRN_OK ? NULL : gw_call_error(g, r, rv);
+    }
     rv = g->host->call(g->self, r->cfg->service, b.data, b.len,
                        (uint32_t)tmo, &reply);
     gw_buf_fini(&b);
     if (rv != CAIRN_OK) {
-        char text[192];
-        snprintf(text, sizeof(text), "service %s: %s", r->cfg->service,
-                 cairn_strerror(rv));
-        return gw_error_res(gw_status_of_call(rv), text);
+        return gw_call_error(g, r, rv);
     }
     res = gw_reply_res(g, gw_status_of_reply(reply.status), reply.status,
                        reply.data, reply.len);
@@ -355,9 +392,10 @@ gw_builtin(gw *g, nng_http_req *req, const char *path, bool *handled)
     return NULL;
 }
 
-/* Routes one request; NULL only when out of memory or hijacked. */
+/* Routes one request; NULL only when out of memory, hijacked, or
+ * *pending (an asynchronous call answers it: rq is not ours any more). */
 static nng_http_res *
-gw_dispatch(gw *g, gw_req *rq, bool *hijacked)
+gw_dispatch(gw *g, gw_req *rq, bool *hijacked, bool *pending)
 {
     const char   *method = nng_http_req_get_method(rq->req);
     const char   *uri    = nng_http_req_get_uri(rq->req);
@@ -410,7 +448,7 @@ gw_dispatch(gw *g, gw_req *rq, bool *hijacked)
                (res = gw_limit(g, rq->req,
                                r->cfg->auth ? sub : NULL)) == NULL) {
         res = gw_call(g, rq, r, path, query,
-                      r->cfg->auth != GW_AUTH_NONE ? sub : NULL);
+                      r->cfg->auth != GW_AUTH_NONE ? sub : NULL, pending);
     }
 done:
     free(path);
@@ -423,8 +461,11 @@ static void
 gw_serve(gw *g, gw_req *rq)
 {
     bool          hijacked = false;
-    nng_http_res *res      = gw_dispatch(g, rq, &hijacked);
-    gw_finish(g, rq, res, hijacked);
+    bool          pending  = false;
+    nng_http_res *res      = gw_dispatch(g, rq, &hijacked, &pending);
+    if (!pending) {
+        gw_finish(g, rq, res, hijacked);
+    }
 }
 
 static void *
@@ -480,11 +521,36 @@ gw_enqueue(gw *g, gw_req *rq)
     pthread_mutex_unlock(&g->lock);
 }
 
+/* True if the request's path (without the query) is path. */
+static bool
+gw_path_is(nng_http_req *req, const char *path)
+{
+    const char *uri = nng_http_req_get_uri(req);
+    size_t      n   = strlen(path);
+    return n > 0 && strncmp(uri, path, n) == 0 &&
+           (uri[n] == '\0' || uri[n] == '?');
+}
+
+/* The request is complete: served right here (an NNG thread; nothing
+ * on this path blocks) unless it needs a worker: a WebSocket upgrade,
+ * and /metrics and /readyz, which ask the runtime (its store too). */
+static void
+gw_ready(gw *g, gw_req *rq)
+{
+    rq->async = CAIRN_HOST_HAS(g->host, call_async);
+    if (!rq->async || gw_path_is(rq->req, g->cfg.ws_path) ||
+        gw_path_is(rq->req, "/metrics") || gw_path_is(rq->req, "/readyz")) {
+        gw_enqueue(g, rq);
+        return;
+    }
+    gw_serve(g, rq);
+}
+
 static void
 gw_body_done(void *arg)
 {
     gw_req *rq = arg;
-    gw_enqueue(rq->g, rq);
+    gw_ready(rq->g, rq);
 }
 
 /* ---- the handler (NNG's thread: never blocks) --------------------------- */
@@ -544,7 +610,11 @@ gw_handle(nng_aio *aio)
         return;
     }
     pthread_mutex_lock(&g->lock);
-    bool full = g->stopping || g->qlen >= (size_t)g->cfg.queue;
+    /* Waiting for a worker, or (asynchronous calls) for a service: at
+     * most queue; and no more in progress than the workers would have
+     * had with a full queue. */
+    bool full = g->stopping || g->qlen >= (size_t)g->cfg.queue ||
+                g->inflight >= (size_t)(g->cfg.queue + g->cfg.workers);
     if (!full) {
         g->inflight++;
     }
@@ -562,7 +632,7 @@ gw_handle(nng_aio *aio)
     rq->req   = req;
     rq->conn  = conn;
     if (len == 0) {
-        gw_enqueue(g, rq);
+        gw_ready(g, rq);
         return;
     }
     rq->blen = (size_t)len;

@@ -68,9 +68,11 @@ const cairn_cfg_field gw_fields[] = {
                          "longest wait for a request body (408 after it), "
                          "and cap on every route's timeout"),
     CAIRN_FIELD_INT(gw_cfg, workers, "4", 1, 256,
-                    "threads that call services (requests in parallel)"),
+                    "threads that take WebSocket upgrades (and, on a "
+                    "cairnd without call_async, make the service calls)"),
     CAIRN_FIELD_INT(gw_cfg, queue, "256", 1, 100000,
-                    "requests waiting for a worker (503 above)"),
+                    "requests waiting for a worker or for a service's "
+                    "reply (503 above)"),
     CAIRN_FIELD_DOUBLE(gw_cfg, rate, "0", 0, 1000000,
                        "requests per second per client (token bucket "
                        "refill); 0: no rate limit"),

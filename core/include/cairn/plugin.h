@@ -337,6 +337,25 @@ typedef struct cairn_host {
      * returned with the id kept).  CAIRN_ENOTSUP: the runtime has no
      * store. */
     cairn_err (*publish_once)(cairn_plugin *self, const cairn_envelope *env);
+
+    /*
+     * Calls a service without waiting for it: as call (same deadline,
+     * circuit breaker and retries), but the outcome goes to done.
+     * Returns an error, and done is never called, when the call cannot
+     * start: CAIRN_EINVAL, CAIRN_ENOENT (no such service), CAIRN_EUNAVAIL
+     * (its circuit is open), CAIRN_ENOMEM, CAIRN_ECLOSED (stopping).  On
+     * CAIRN_OK, done(arg, rv, reply) is called exactly once, on one of
+     * the runtime's I/O threads: never on the caller's thread, but
+     * possibly before call_async has returned.  rv is what call would
+     * have returned; reply is NULL unless rv is CAIRN_OK, and is borrowed
+     * until done returns (no reply_fini).  done must not block.  A
+     * plugin's stop must wait until every done it is owed has run.
+     */
+    cairn_err (*call_async)(cairn_plugin *self, const char *service,
+                            const void *req, size_t len, uint32_t timeout_ms,
+                            void (*done)(void *arg, cairn_err rv,
+                                         cairn_reply *reply),
+                            void *arg);
 } cairn_host;
 
 /* True when the host table provides member m (added in a later minor). */
