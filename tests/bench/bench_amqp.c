@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -265,6 +266,8 @@ broker_start(broker *b)
     broker_file(b, "enabled_plugins", "[].\n");
     broker_file(b, "rabbitmq.conf", "disk_free_limit.absolute = 10MB\n");
     if ((b->pid = fork()) == 0) {
+        /* Dies with the benchmark, even one killed by a timeout. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         broker_env(b);
         int fd = open("/dev/null", O_WRONLY);
         dup2(fd, 1);

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +217,8 @@ gateway_start(void)
         die("cannot write the config");
     }
     if ((daemon_pid = fork()) == 0) {
+        /* Dies with the benchmark, even one killed by a timeout. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execl(BENCH_CAIRND, "cairnd", "-c", path, "-P", BENCH_PLUGIN_DIR,
               (char *)NULL);
         _exit(127);

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -257,6 +258,8 @@ broker_start(broker *b)
         b->port = 20000 + (int)((unsigned)rand() % 30000);
         broker_conf(b, conf);
         if ((b->pid = fork()) == 0) {
+            /* Dies with the benchmark, even one killed by a timeout. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             freopen("/dev/null", "w", stderr);
             execlp(exe, exe, "-c", conf, (char *)NULL);
             _exit(127);
