@@ -339,6 +339,18 @@ cairn_err cairni_store_maintain(cairni_store *s);
 /* Waits until every ack queued so far is committed. */
 cairn_err cairni_store_flush(cairni_store *s);
 
+/* ---- damaged files (store_recover.c) ------------------------------------ */
+
+/* Renames the database at path (db) or only its WAL (!db), with the
+ * -shm, to <path>.corrupt-<UTC time>[.n], syncs the directory, logs why
+ * and counts it.  err says what was done or what failed. */
+cairn_err cairni_store_set_aside(const char *path, bool db, char *err,
+                                 size_t errlen);
+/* A WAL beside path whose header SQLite would reject is set aside. */
+cairn_err cairni_store_check_wal(const char *path, char *err, size_t errlen);
+/* Databases and WALs set aside since the process started. */
+void cairni_store_resets(uint64_t *db, uint64_t *wal);
+
 #pragma GCC visibility pop
 
 #endif /* CAIRN_STORE_IMPL_H */
