@@ -463,6 +463,15 @@ typedef struct cairni_config {
  */
 #define CAIRNI_CFG_NODE ((cairn_cfg_type)100)
 
+/* "file:line: message" into err (config.c), control bytes from the input
+ * replaced by '?'; line 0: "file: message". */
+void cairni_cfg_errf(char *err, size_t errlen, const char *file, int line,
+                     const char *fmt, ...) CAIRN_PRINTF(5, 6);
+/* The first of strs equal to an earlier one: *dupp (n if none) and the
+ * earlier one's index *origp. */
+cairn_err cairni_cfg_first_dup(const char *const *strs, size_t n,
+                               size_t *dupp, size_t *origp);
+
 extern const cairn_cfg_field cairni_config_fields[]; /* top level */
 
 /* Loads and validates the daemon's config (not the plugins' own maps). */
