@@ -20,6 +20,20 @@
 
 #include "cairnd.h"
 
+/* Under AddressSanitizer a plugin stays mapped after dlclose, so a leak
+ * it made at run time is reported with its symbols (and can be matched
+ * by a suppression) instead of as "<unknown module>". */
+#if defined(__SANITIZE_ADDRESS__)
+#define LOADER_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOADER_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+#endif
+#endif
+#ifndef LOADER_DLOPEN_FLAGS
+#define LOADER_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL)
+#endif
+
 #if defined(__x86_64__)
 #define LOADER_MACHINE EM_X86_64
 #elif defined(__aarch64__)
@@ -180,7 +194,7 @@ cd_so_open(const char *name, const char *plugin_dir, cd_so *so, char *err,
         (rv = loader_check_elf(so->path, err, errlen)) != CAIRN_OK) {
         return rv;
     }
-    so->dl = dlopen(so->path, RTLD_NOW | RTLD_LOCAL);
+    so->dl = dlopen(so->path, LOADER_DLOPEN_FLAGS);
     if (so->dl == NULL) {
         const char *why = dlerror();
         snprintf(err, errlen, "%s: cannot load: %s", so->path,
