@@ -87,6 +87,9 @@ uint64_t  saga_kv_u64(const cairn_host *h, cairn_txn *t, const char *key,
                       uint64_t dflt);
 cairn_err saga_kv_put_u64(const cairn_host *h, cairn_txn *t, const char *key,
                           uint64_t v);
+/* Adds n to the number at key (0 when absent). */
+cairn_err saga_kv_add(const cairn_host *h, cairn_txn *t, const char *key,
+                      uint64_t n);
 cairn_err saga_kv_str(const cairn_host *h, cairn_txn *t, const char *key,
                       char *buf, size_t cap);
 cairn_err saga_kv_put_str(const cairn_host *h, cairn_txn *t, const char *key,
@@ -122,6 +125,10 @@ cairn_err saga_part_init(const cairn_host *host, cairn_plugin *self,
 cairn_err saga_part_start(void *state);
 void      saga_part_stop(void *state);
 void      saga_part_fini(void *state);
+
+/* The op "get" of every participant: the order's record, or "none". */
+cairn_err saga_part_get(saga_part *p, cairn_txn *t, const saga_req *r,
+                        char *out, size_t cap);
 
 /* The key of an order's record: "o/<order>". */
 void saga_order_key(const char *order, char key[SAGA_ID_LEN + 3]);

@@ -47,32 +47,14 @@ disp_dispense(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
         snprintf(out, cap, "refused jammed");
         return saga_kv_put_str(h, t, key, "jammed");
     }
-    if ((rv = saga_kv_put_u64(h, t, "units",
-                              saga_kv_u64(h, t, "units", 0) + r->qty)) !=
-            CAIRN_OK ||
-        (rv = saga_kv_put_u64(h, t, "dispensed",
-                              saga_kv_u64(h, t, "dispensed", 0) + 1)) !=
-            CAIRN_OK) {
+    if ((rv = saga_kv_add(h, t, "units", r->qty)) != CAIRN_OK ||
+        (rv = saga_kv_add(h, t, "dispensed", 1)) != CAIRN_OK) {
         return rv;
     }
     snprintf(rec, sizeof(rec), "dispensed %s %llu", r->item,
              (unsigned long long)r->qty);
     snprintf(out, cap, "done %s", rec);
     return saga_kv_put_str(h, t, key, rec);
-}
-
-static cairn_err
-disp_get(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
-         size_t cap)
-{
-    char key[SAGA_ID_LEN + 3];
-    saga_order_key(r->order, key);
-    cairn_err rv = saga_kv_str(p->host, t, key, out, cap);
-    if (rv == CAIRN_ENOENT) {
-        snprintf(out, cap, "none");
-        rv = CAIRN_OK;
-    }
-    return rv;
 }
 
 static cairn_err
@@ -87,7 +69,7 @@ disp_report(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
 
 static const saga_op disp_ops[] = {
     {"dispense", SAGA_HAS_ORDER | SAGA_HAS_ITEM | SAGA_HAS_QTY, disp_dispense},
-    {"get", SAGA_HAS_ORDER, disp_get},
+    {"get", SAGA_HAS_ORDER, saga_part_get},
     {"report", 0, disp_report},
     {NULL, 0, NULL},
 };

@@ -58,6 +58,12 @@ saga_kv_put_u64(const cairn_host *h, cairn_txn *t, const char *key,
 }
 
 cairn_err
+saga_kv_add(const cairn_host *h, cairn_txn *t, const char *key, uint64_t n)
+{
+    return saga_kv_put_u64(h, t, key, saga_kv_u64(h, t, key, 0) + n);
+}
+
+cairn_err
 saga_kv_str(const cairn_host *h, cairn_txn *t, const char *key, char *buf,
             size_t cap)
 {
@@ -170,4 +176,18 @@ void
 saga_part_fini(void *state)
 {
     free(state);
+}
+
+cairn_err
+saga_part_get(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
+              size_t cap)
+{
+    char key[SAGA_ID_LEN + 3];
+    saga_order_key(r->order, key);
+    cairn_err rv = saga_kv_str(p->host, t, key, out, cap);
+    if (rv == CAIRN_ENOENT) {
+        snprintf(out, cap, "none");
+        rv = CAIRN_OK;
+    }
+    return rv;
 }

@@ -32,10 +32,8 @@ pay_add(saga_part *p, cairn_txn *t, const char *sum, const char *count,
         uint64_t amount)
 {
     const cairn_host *h = p->host;
-    cairn_err rv = saga_kv_put_u64(h, t, sum, saga_kv_u64(h, t, sum, 0) + amount);
-    return rv != CAIRN_OK ? rv
-                          : saga_kv_put_u64(h, t, count,
-                                            saga_kv_u64(h, t, count, 0) + 1);
+    cairn_err         rv = saga_kv_add(h, t, sum, amount);
+    return rv != CAIRN_OK ? rv : saga_kv_add(h, t, count, 1);
 }
 
 static cairn_err
@@ -95,19 +93,6 @@ pay_refund(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
 }
 
 static cairn_err
-pay_get(saga_part *p, cairn_txn *t, const saga_req *r, char *out, size_t cap)
-{
-    char key[SAGA_ID_LEN + 3];
-    saga_order_key(r->order, key);
-    cairn_err rv = saga_kv_str(p->host, t, key, out, cap);
-    if (rv == CAIRN_ENOENT) {
-        snprintf(out, cap, "none");
-        rv = CAIRN_OK;
-    }
-    return rv;
-}
-
-static cairn_err
 pay_report(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
            size_t cap)
 {
@@ -125,7 +110,7 @@ pay_report(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
 static const saga_op pay_ops[] = {
     {"charge", SAGA_HAS_ORDER | SAGA_HAS_CARD | SAGA_HAS_AMOUNT, pay_charge},
     {"refund", SAGA_HAS_ORDER, pay_refund},
-    {"get", SAGA_HAS_ORDER, pay_get},
+    {"get", SAGA_HAS_ORDER, saga_part_get},
     {"report", 0, pay_report},
     {NULL, 0, NULL},
 };

@@ -80,9 +80,7 @@ stock_reserve(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
         snprintf(rec, sizeof(rec), "reserved %s %llu", r->item,
                  (unsigned long long)r->qty);
         if ((rv = stock_level(p, t, r->item, -(int64_t)r->qty)) != CAIRN_OK ||
-            (rv = saga_kv_put_u64(h, t, "reserved",
-                                  saga_kv_u64(h, t, "reserved", 0) + 1)) !=
-                CAIRN_OK) {
+            (rv = saga_kv_add(h, t, "reserved", 1)) != CAIRN_OK) {
             return rv;
         }
     }
@@ -114,27 +112,11 @@ stock_release(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
     }
     snprintf(rec, sizeof(rec), "released %s %llu", item, qty);
     if ((rv = stock_level(p, t, item, (int64_t)qty)) != CAIRN_OK ||
-        (rv = saga_kv_put_u64(h, t, "released",
-                              saga_kv_u64(h, t, "released", 0) + 1)) !=
-            CAIRN_OK) {
+        (rv = saga_kv_add(h, t, "released", 1)) != CAIRN_OK) {
         return rv;
     }
     snprintf(out, cap, "done %s", rec);
     return saga_kv_put_str(h, t, key, rec);
-}
-
-static cairn_err
-stock_get(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
-          size_t cap)
-{
-    char key[SAGA_ID_LEN + 3];
-    saga_order_key(r->order, key);
-    cairn_err rv = saga_kv_str(p->host, t, key, out, cap);
-    if (rv == CAIRN_ENOENT) {
-        snprintf(out, cap, "none");
-        rv = CAIRN_OK;
-    }
-    return rv;
 }
 
 /* {"levels":{"cola":97,...},"reserved":N,"released":M} */
@@ -166,7 +148,7 @@ stock_report(saga_part *p, cairn_txn *t, const saga_req *r, char *out,
 static const saga_op stock_ops[] = {
     {"reserve", SAGA_HAS_ORDER | SAGA_HAS_ITEM | SAGA_HAS_QTY, stock_reserve},
     {"release", SAGA_HAS_ORDER, stock_release},
-    {"get", SAGA_HAS_ORDER, stock_get},
+    {"get", SAGA_HAS_ORDER, saga_part_get},
     {"report", 0, stock_report},
     {NULL, 0, NULL},
 };

@@ -55,6 +55,8 @@
 
 #include <cairn/cairn.h>
 
+#include "bridge.h"
+
 #define AMQPB_NAME_CAP 256    /* exchange, routing key, queue (shortstr) */
 #define AMQPB_ERR_CAP 256     /* last error text */
 #define AMQPB_BATCH 256       /* records asked of the outbox at once */
@@ -140,23 +142,10 @@ typedef struct amqpb_cfg {
 
 extern const cairn_cfg_field amqpb_fields[];
 
-/* What a template may refer to: {runtime}, {name}, {topic} and {1}..{9},
- * the parts of topic split at sep ('/' for bus topics, '.' for routing
- * keys). */
-typedef struct amqpb_tctx {
-    const char *runtime;
-    const char *name;
-    const char *topic; /* may be NULL */
-    size_t      topic_len;
-    const char *lv[9];
-    size_t      lv_len[9];
-    int         nlv;
-} amqpb_tctx;
-
-void      amqpb_tctx_init(amqpb_tctx *t, const char *runtime, const char *name,
-                          const char *topic, size_t topic_len, char sep);
-cairn_err amqpb_tpl_render(const char *tpl, const amqpb_tctx *t, char *out,
-                           size_t cap, const char **why);
+/* Templates (bridge.h): {runtime}, {name}, {topic} and {1}..{9}, the
+ * parts of topic split at '/' for bus topics, '.' for routing keys.  A
+ * rendered name longer than an AMQP short string is an error. */
+#define AMQPB_TOO_LONG "the rendered name is longer than 255 bytes"
 
 struct amqpb;
 cairn_err amqpb_config_check(struct amqpb *b);

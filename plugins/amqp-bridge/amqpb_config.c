@@ -164,79 +164,6 @@ const cairn_cfg_field amqpb_fields[] = {
 
 /* ---- templates ---------------------------------------------------------- */
 
-void
-amqpb_tctx_init(amqpb_tctx *t, const char *runtime, const char *name,
-                const char *topic, size_t topic_len, char sep)
-{
-    memset(t, 0, sizeof(*t));
-    t->runtime = runtime;
-    t->name = name;
-    t->topic = topic;
-    t->topic_len = topic_len;
-    size_t start = 0;
-    for (size_t i = 0; topic != NULL && i <= topic_len && t->nlv < 9; i++) {
-        if (i == topic_len || topic[i] == sep) {
-            t->lv[t->nlv] = topic + start;
-            t->lv_len[t->nlv] = i - start;
-            t->nlv++;
-            start = i + 1;
-        }
-    }
-}
-
-static bool
-amqpb_tpl_value(const amqpb_tctx *t, const char *ph, size_t n, const char **v,
-                size_t *vlen, const char **why)
-{
-    if (n == 7 && memcmp(ph, "runtime", 7) == 0) {
-        *v = t->runtime, *vlen = strlen(t->runtime);
-    } else if (n == 4 && memcmp(ph, "name", 4) == 0) {
-        *v = t->name, *vlen = strlen(t->name);
-    } else if (n == 5 && memcmp(ph, "topic", 5) == 0 && t->topic != NULL) {
-        *v = t->topic, *vlen = t->topic_len;
-    } else if (n == 1 && ph[0] >= '1' && ph[0] <= '9' && t->topic != NULL) {
-        int i = ph[0] - '1';
-        if (i >= t->nlv) {
-            *why = "the topic has fewer levels than the template uses";
-            return false;
-        }
-        *v = t->lv[i], *vlen = t->lv_len[i];
-    } else {
-        *why = "unknown placeholder";
-        return false;
-    }
-    return true;
-}
-
-cairn_err
-amqpb_tpl_render(const char *tpl, const amqpb_tctx *t, char *out, size_t cap,
-                 const char **why)
-{
-    size_t o = 0;
-    for (const char *p = tpl; *p != '\0';) {
-        const char *v = p;
-        size_t      vlen = 1;
-        const char *end = *p == '{' ? strchr(p, '}') : NULL;
-        if (end != NULL) {
-            if (!amqpb_tpl_value(t, p + 1, (size_t)(end - p - 1), &v, &vlen,
-                                 why)) {
-                return CAIRN_EINVAL;
-            }
-            p = end + 1;
-        } else {
-            p++;
-        }
-        if (o + vlen >= cap) {
-            *why = "the rendered name is longer than 255 bytes";
-            return CAIRN_ETOOBIG;
-        }
-        memcpy(out + o, v, vlen);
-        o += vlen;
-    }
-    out[o] = '\0';
-    return CAIRN_OK;
-}
-
 /* ---- checks ------------------------------------------------------------- */
 
 static cairn_err
@@ -244,10 +171,11 @@ amqpb_check_tpl(amqpb *b, const char *what, const char *tpl, char sep)
 {
     char        out[AMQPB_NAME_CAP];
     const char *why = NULL;
-    amqpb_tctx  t;
+    bridge_tctx t;
     const char *sample = sep == '/' ? "a/b/c/d/e/f/g/h/i" : "a.b.c.d.e.f.g.h.i";
-    amqpb_tctx_init(&t, b->runtime, b->name, sample, strlen(sample), sep);
-    if (amqpb_tpl_render(tpl, &t, out, sizeof(out), &why) != CAIRN_OK) {
+    bridge_tctx_init(&t, b->runtime, b->name, sample, strlen(sample), sep);
+    if (bridge_tpl_render(tpl, &t, out, sizeof(out), AMQPB_TOO_LONG, &why) !=
+        CAIRN_OK) {
         b->host->log(b->self, CAIRN_LOG_ERROR, "%s '%s': %s", what, tpl, why);
         return CAIRN_ECONFIG;
     }
@@ -334,42 +262,11 @@ amqpb_check_routes(amqpb *b)
 }
 
 static cairn_err
-amqpb_check_file(amqpb *b, const char *key, const char *path)
-{
-    if (path[0] != '\0' && access(path, R_OK) != 0) {
-        b->host->log(b->self, CAIRN_LOG_ERROR, "%s '%s': %s", key, path,
-                     strerror(errno));
-        return CAIRN_ECONFIG;
-    }
-    return CAIRN_OK;
-}
-
-static cairn_err
-amqpb_read_password(amqpb *b)
-{
-    char  line[1024];
-    FILE *f = fopen(b->cfg.password_file, "r");
-    if (f == NULL) {
-        b->host->log(b->self, CAIRN_LOG_ERROR, "password_file '%s': %s",
-                     b->cfg.password_file, strerror(errno));
-        return CAIRN_ECONFIG;
-    }
-    if (fgets(line, sizeof(line), f) == NULL) {
-        line[0] = '\0';
-    }
-    fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    b->password = strdup(line);
-    explicit_bzero(line, sizeof(line));
-    return b->password != NULL ? CAIRN_OK : CAIRN_ENOMEM;
-}
-
-static cairn_err
 amqpb_check_conn(amqpb *b)
 {
     const amqpb_cfg *c = &b->cfg;
     const char      *why = NULL;
-    amqpb_tctx       t;
+    bridge_tctx      t;
     cairn_err        rv = CAIRN_OK;
     if (c->host[0] == '\0' || c->vhost[0] == '\0') {
         b->host->log(b->self, CAIRN_LOG_ERROR, "%s is empty",
@@ -391,21 +288,22 @@ amqpb_check_conn(amqpb *b)
         return CAIRN_ECONFIG;
     }
     if (c->tls) {
-        rv = amqpb_check_file(b, "ca_file", c->ca_file);
+        rv = bridge_check_file(b->host, b->self, "ca_file", c->ca_file);
         if (rv == CAIRN_OK) {
-            rv = amqpb_check_file(b, "cert_file", c->cert_file);
+            rv = bridge_check_file(b->host, b->self, "cert_file", c->cert_file);
         }
         if (rv == CAIRN_OK) {
-            rv = amqpb_check_file(b, "key_file", c->key_file);
+            rv = bridge_check_file(b->host, b->self, "key_file", c->key_file);
         }
     }
     if (rv == CAIRN_OK && c->password_file[0] != '\0') {
-        rv = amqpb_read_password(b);
+        rv = bridge_read_password(b->host, b->self, c->password_file,
+                                  &b->password);
     }
-    amqpb_tctx_init(&t, b->runtime, b->name, NULL, 0, '/');
-    if (rv == CAIRN_OK &&
-        amqpb_tpl_render(c->connection_name, &t, b->conn_name,
-                         sizeof(b->conn_name), &why) != CAIRN_OK) {
+    bridge_tctx_init(&t, b->runtime, b->name, NULL, 0, '/');
+    if (rv == CAIRN_OK && bridge_tpl_render(c->connection_name, &t,
+                                            b->conn_name, sizeof(b->conn_name),
+                                            AMQPB_TOO_LONG, &why) != CAIRN_OK) {
         b->host->log(b->self, CAIRN_LOG_ERROR, "connection_name '%s': %s",
                      c->connection_name, why);
         rv = CAIRN_ECONFIG;

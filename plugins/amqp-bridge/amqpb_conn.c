@@ -91,24 +91,6 @@ amqpb_rpc_text(amqp_rpc_reply_t r, char *out, size_t cap)
     }
 }
 
-static uint64_t
-amqpb_backoff(amqpb *b)
-{
-    double cap = (double)b->cfg.reconnect_initial;
-    for (uint32_t i = 1; i < b->attempt && cap < (double)b->cfg.reconnect_max;
-         i++) {
-        cap *= b->cfg.reconnect_multiplier;
-    }
-    if (cap > (double)b->cfg.reconnect_max) {
-        cap = (double)b->cfg.reconnect_max;
-    }
-    b->rnd ^= b->rnd << 13;
-    b->rnd ^= b->rnd >> 7;
-    b->rnd ^= b->rnd << 17;
-    uint64_t c = (uint64_t)cap;
-    return c / 2 + b->rnd % (c - c / 2 + 1);
-}
-
 static void
 amqpb_drop(amqpb *b)
 {
@@ -122,16 +104,6 @@ amqpb_drop(amqpb *b)
     }
 }
 
-/* The link as the runtime's readiness (/readyz) sees it; a host before
- * ABI 1.2 has no link_state. */
-static void
-amqpb_link(amqpb *b, bool up)
-{
-    if (CAIRN_HOST_HAS(b->host, link_state)) {
-        b->host->link_state(b->self, up);
-    }
-}
-
 void
 amqpb_conn_lost(amqpb *b, const char *fmt, ...)
 {
@@ -142,7 +114,7 @@ amqpb_conn_lost(amqpb *b, const char *fmt, ...)
     va_end(ap);
     amqpb_drop(b);
     b->state = AMQPB_DOWN;
-    amqpb_link(b, false);
+    bridge_link_state(b->host, b->self, false);
     if (was_up) {
         b->host->log(b->self, CAIRN_LOG_WARN, "connection to %s:%d lost: %s",
                      b->cfg.host, (int)b->cfg.port, b->last_error);
@@ -152,7 +124,10 @@ amqpb_conn_lost(amqpb *b, const char *fmt, ...)
                      b->cfg.host, (int)b->cfg.port, b->last_error);
     }
     b->attempt++;
-    b->next_try_ms = amqpb_now_ms() + amqpb_backoff(b);
+    b->next_try_ms =
+        amqpb_now_ms() +
+        bridge_backoff(b->cfg.reconnect_initial, b->cfg.reconnect_max,
+                       b->cfg.reconnect_multiplier, b->attempt, &b->rnd);
     amqpb_status(b);
 }
 
@@ -378,7 +353,7 @@ amqpb_connect(amqpb *b)
     }
     b->ever_up = true;
     b->state = AMQPB_UP;
-    amqpb_link(b, true);
+    bridge_link_state(b->host, b->self, true);
     b->attempt = 0;
     b->last_error[0] = '\0';
     b->busy = true;

@@ -128,16 +128,6 @@ amqpb_reject(amqpb *b, const amqpb_asm *a, const char *why)
     amqpb_settle_delivery(b, a->delivery_tag, 1);
 }
 
-static void
-amqpb_env_header(cairn_envelope *env, const char *name, const char *value)
-{
-    if (env->nheaders < CAIRN_ENV_MAX_HEADERS) {
-        env->headers[env->nheaders].name = cairn_str_c(name);
-        env->headers[env->nheaders].value = cairn_str_c(value);
-        env->nheaders++;
-    }
-}
-
 /* The envelope of a raw delivery (borrowing from a). */
 static void
 amqpb_env_raw(const amqpb_asm *a, cairn_envelope *env)
@@ -158,7 +148,7 @@ amqpb_env_raw(const amqpb_asm *a, cairn_envelope *env)
                                                    CAIRN_ENV_MAX_HEADERS;
          i++) {
         if (strcmp(p->hname[i], "cairn-bridge") != 0) {
-            amqpb_env_header(env, p->hname[i], p->hvalue[i]);
+            bridge_env_header(env, p->hname[i], p->hvalue[i]);
         }
     }
 }
@@ -202,10 +192,7 @@ amqpb_accept(amqpb *b, const amqpb_asm *a, const uint8_t id[CAIRN_ID_LEN])
     }
     if (rv != CAIRN_OK && !b->accept_warned) {
         b->accept_warned = true;
-        b->host->log(b->self, CAIRN_LOG_WARN,
-                     "duplicate check unavailable (%s): redeliveries reach "
-                     "the bus",
-                     cairn_strerror(rv));
+        bridge_dup_check_warn(b->host, b->self, rv);
     }
     return true;
 }
@@ -237,17 +224,6 @@ amqpb_requeue(amqpb *b, const amqpb_asm *a, const cairn_envelope *env,
     amqpb_settle_delivery(b, a->delivery_tag, 2);
 }
 
-static bool
-amqpb_id_zero(const uint8_t id[CAIRN_ID_LEN])
-{
-    for (size_t i = 0; i < CAIRN_ID_LEN; i++) {
-        if (id[i] != 0) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Steps 3 and 4 of a topic route with an id, in one: publish_once.
  * False when the delivery was a duplicate (acked).  A failed commit
  * keeps no id, so a requeued delivery has nothing to remember: its
@@ -265,10 +241,7 @@ amqpb_publish_once(amqpb *b, const amqpb_asm *a, const cairn_envelope *env,
     }
     if (*rv == CAIRN_ENOTSUP && !b->accept_warned) {
         b->accept_warned = true;
-        b->host->log(b->self, CAIRN_LOG_WARN,
-                     "duplicate check unavailable (%s): redeliveries reach "
-                     "the bus",
-                     cairn_strerror(*rv));
+        bridge_dup_check_warn(b->host, b->self, *rv);
     }
     return true;
 }
@@ -280,12 +253,12 @@ amqpb_deliver(amqpb *b, const amqpb_asm *a, const amqpb_down_route *r,
 {
     cairn_err rv = CAIRN_ENOTSUP;
     bool      once = has_id && r->work_queue[0] == '\0' &&
-                !amqpb_id_zero(env->id) &&
+                !bridge_id_zero(env->id) &&
                 CAIRN_HOST_HAS(b->host, publish_once);
     if (r->work_queue[0] == '\0') {
         env->topic = cairn_str_c(topic);
-        amqpb_env_header(env, "amqp-routing-key", a->routing_key);
-        amqpb_env_header(env, "cairn-bridge", b->name);
+        bridge_env_header(env, "amqp-routing-key", a->routing_key);
+        bridge_env_header(env, "cairn-bridge", b->name);
     }
     if (once && !amqpb_publish_once(b, a, env, &rv)) {
         return;
@@ -318,7 +291,7 @@ amqpb_on_deliver(amqpb *b, const amqpb_asm *a)
     cairn_envelope          env;
     char                    topic[AMQPB_NAME_CAP];
     const char             *why = NULL;
-    amqpb_tctx              t;
+    bridge_tctx             t;
     amqpb_count(b, AMQPB_C_DOWN_RECEIVED, 1);
     amqpb_count(b, AMQPB_C_DOWN_BYTES, a->body_size);
     if (r == NULL) {
@@ -341,10 +314,10 @@ amqpb_on_deliver(amqpb *b, const amqpb_asm *a)
     bool has_id = amqpb_take_id(a, r, &env);
     topic[0] = '\0';
     if (r->topic[0] != '\0') {
-        amqpb_tctx_init(&t, b->runtime, b->name, a->routing_key,
-                        strlen(a->routing_key), '.');
-        if (amqpb_tpl_render(r->topic, &t, topic, sizeof(topic), &why) !=
-                CAIRN_OK ||
+        bridge_tctx_init(&t, b->runtime, b->name, a->routing_key,
+                         strlen(a->routing_key), '.');
+        if (bridge_tpl_render(r->topic, &t, topic, sizeof(topic),
+                              AMQPB_TOO_LONG, &why) != CAIRN_OK ||
             cairn_topic_valid(topic, strlen(topic)) != CAIRN_OK) {
             amqpb_reject(b, a, why ? why : "bus topic invalid after templating");
             return;

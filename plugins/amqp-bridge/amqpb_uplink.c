@@ -55,12 +55,9 @@ amqpb_uplink_init(amqpb *b)
         return CAIRN_ENOMEM;
     }
     for (size_t i = 0; i < b->cfg.uplink.count; i++) {
-        cairn_err rv =
-            b->host->route_durable(b->self, r[i].filter, r[i].priority);
+        cairn_err rv = bridge_route_durable(b->host, b->self, i, r[i].filter,
+                                            r[i].priority);
         if (rv != CAIRN_OK) {
-            b->host->log(b->self, CAIRN_LOG_ERROR,
-                         "uplink[%zu]: durable route '%s': %s", i, r[i].filter,
-                         cairn_strerror(rv));
             return rv;
         }
     }
@@ -302,17 +299,17 @@ amqpb_send_record(amqpb *b, cairn_record *rec)
     char                  key[AMQPB_NAME_CAP];
     const char           *why = NULL;
     const amqpb_up_route *r = amqpb_route_of(b, &rec->env);
-    amqpb_tctx            t;
+    bridge_tctx           t;
     size_t len = r->payload == AMQPB_ENVELOPE ? rec->len : rec->env.payload.len;
-    amqpb_tctx_init(&t, b->runtime, b->name, rec->env.topic.ptr,
-                    rec->env.topic.len, '/');
+    bridge_tctx_init(&t, b->runtime, b->name, rec->env.topic.ptr,
+                     rec->env.topic.len, '/');
     if (amqpb_in_flight(b, rec->seq)) {
         amqpb_count(b, AMQPB_C_DUP_SKIPPED, 1); /* its confirm settles it */
     } else if (amqpb_own_header(b, &rec->env)) {
         amqpb_count(b, AMQPB_C_LOOP_SKIPPED, 1); /* came from this broker */
         b->host->outbox_ack(b->self, rec->seq);
-    } else if (amqpb_tpl_render(r->routing_key, &t, key, sizeof(key), &why) !=
-               CAIRN_OK) {
+    } else if (bridge_tpl_render(r->routing_key, &t, key, sizeof(key),
+                                 AMQPB_TOO_LONG, &why) != CAIRN_OK) {
         amqpb_nack(b, rec, true, why);
     } else if (len > b->cfg.max_payload) {
         amqpb_nack(b, rec, true, "payload larger than max_payload");

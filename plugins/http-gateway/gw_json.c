@@ -233,27 +233,36 @@ gw_utf8_valid(const uint8_t *s, size_t n)
     return true;
 }
 
-/* ---- JSON -> CBOR ------------------------------------------------------- */
-
-typedef struct jp {
-    const char      *s;
+/* A converter's state, either way: the input (text for JSON, bytes for
+ * CBOR), how far it is read, the limits, the values seen so far, the
+ * output and the first error. */
+typedef struct conv {
+    union {
+        const char    *s; /* JSON */
+        const uint8_t *b; /* CBOR */
+    };
     size_t           len, pos;
     const gw_limits *lim;
     uint32_t         items;
     gw_buf          *out;
     cairn_err        err;
     const char      *what;
-} jp;
+} conv;
 
+/* Keeps the first error; false, for returning. */
 static bool
-jp_fail(jp *p, cairn_err err, const char *what)
+conv_fail(conv *c, cairn_err err, const char *what)
 {
-    if (p->err == CAIRN_OK) {
-        p->err  = err;
-        p->what = what;
+    if (c->err == CAIRN_OK) {
+        c->err  = err;
+        c->what = what;
     }
     return false;
 }
+
+/* ---- JSON -> CBOR ------------------------------------------------------- */
+
+typedef conv jp;
 
 static void
 jp_ws(jp *p)
@@ -269,7 +278,7 @@ jp_lit(jp *p, const char *word, uint8_t simple)
 {
     size_t n = strlen(word);
     if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0) {
-        return jp_fail(p, CAIRN_EPROTO, "unexpected character");
+        return conv_fail(p, CAIRN_EPROTO, "unexpected character");
     }
     p->pos += n;
     gw_buf_putc(p->out, (uint8_t)(0xe0 | simple));
@@ -329,7 +338,7 @@ jp_escape(jp *p, gw_buf *b)
         return true;
     }
     if (c != 'u' || p->len - p->pos < 4) {
-        return jp_fail(p, CAIRN_EPROTO, "bad escape in string");
+        return conv_fail(p, CAIRN_EPROTO, "bad escape in string");
     }
     int cp = jp_hex4(p->s + p->pos);
     p->pos += 4;
@@ -339,12 +348,12 @@ jp_escape(jp *p, gw_buf *b)
                      ? jp_hex4(p->s + p->pos + 2)
                      : -1;
         if (lo < 0xdc00 || lo > 0xdfff) {
-            return jp_fail(p, CAIRN_EPROTO, "lone surrogate in string");
+            return conv_fail(p, CAIRN_EPROTO, "lone surrogate in string");
         }
         p->pos += 6;
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
     } else if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
-        return jp_fail(p, CAIRN_EPROTO, "bad \\u escape in string");
+        return conv_fail(p, CAIRN_EPROTO, "bad \\u escape in string");
     }
     utf8_put(b, (uint32_t)cp);
     return true;
@@ -365,18 +374,18 @@ jp_string_text(jp *p, gw_buf *tmp)
             p->pos++;
         }
         if (!gw_utf8_valid((const uint8_t *)p->s + start, p->pos - start)) {
-            return jp_fail(p, CAIRN_EPROTO, "invalid UTF-8 in string");
+            return conv_fail(p, CAIRN_EPROTO, "invalid UTF-8 in string");
         }
         gw_buf_put(tmp, p->s + start, p->pos - start);
         if (p->pos >= p->len) {
-            return jp_fail(p, CAIRN_EPROTO, "unterminated string");
+            return conv_fail(p, CAIRN_EPROTO, "unterminated string");
         }
         char c = p->s[p->pos++];
         if (c == '"') {
             return true;
         }
         if (c != '\\' || p->pos >= p->len) {
-            return jp_fail(p, CAIRN_EPROTO, "control character in string");
+            return conv_fail(p, CAIRN_EPROTO, "control character in string");
         }
         if (!jp_escape(p, tmp)) {
             return false;
@@ -390,8 +399,8 @@ jp_string(jp *p)
     gw_buf tmp = {.max = p->out->max};
     bool   ok  = jp_string_text(p, &tmp);
     if (ok && tmp.failed) {
-        ok = jp_fail(p, tmp.toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
-                     "string too long");
+        ok = conv_fail(p, tmp.toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
+                       "string too long");
     }
     if (ok) {
         gw_cbor_text(p->out, (const char *)tmp.data, tmp.len);
@@ -420,12 +429,12 @@ jp_number(jp *p)
     }
     size_t first = p->pos, nd = jp_digits(p);
     if (nd == 0 || (nd > 1 && p->s[first] == '0')) {
-        return jp_fail(p, CAIRN_EPROTO, "bad number");
+        return conv_fail(p, CAIRN_EPROTO, "bad number");
     }
     if (p->pos < p->len && p->s[p->pos] == '.') {
         p->pos++, frac = true;
         if (jp_digits(p) == 0) {
-            return jp_fail(p, CAIRN_EPROTO, "bad number");
+            return conv_fail(p, CAIRN_EPROTO, "bad number");
         }
     }
     if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
@@ -434,12 +443,12 @@ jp_number(jp *p)
             p->pos++;
         }
         if (jp_digits(p) == 0) {
-            return jp_fail(p, CAIRN_EPROTO, "bad number");
+            return conv_fail(p, CAIRN_EPROTO, "bad number");
         }
     }
     char text[64];
     if (p->pos - start >= sizeof(text)) {
-        return jp_fail(p, CAIRN_ELIMIT, "number longer than 63 characters");
+        return conv_fail(p, CAIRN_ELIMIT, "number longer than 63 characters");
     }
     memcpy(text, p->s + start, p->pos - start);
     text[p->pos - start] = '\0';
@@ -457,7 +466,7 @@ jp_number(jp *p)
     }
     double  d = strtod(text, NULL);
     if (isinf(d)) {
-        return jp_fail(p, CAIRN_EPROTO, "number out of range");
+        return conv_fail(p, CAIRN_EPROTO, "number out of range");
     }
     uint8_t h[9];
     uint64_t bits;
@@ -496,7 +505,7 @@ jp_container(jp *p, uint32_t depth, bool obj)
     size_t at    = p->out->len;
     uint64_t n   = 0;
     if (depth >= p->lim->max_depth) {
-        return jp_fail(p, CAIRN_ELIMIT, "nested too deep");
+        return conv_fail(p, CAIRN_ELIMIT, "nested too deep");
     }
     gw_buf_put(p->out, zero, 9);
     p->pos++;
@@ -510,14 +519,14 @@ jp_container(jp *p, uint32_t depth, bool obj)
         jp_ws(p);
         if (obj) {
             if (p->pos >= p->len || p->s[p->pos] != '"') {
-                return jp_fail(p, CAIRN_EPROTO, "expected a member name");
+                return conv_fail(p, CAIRN_EPROTO, "expected a member name");
             }
             if (!jp_string(p)) {
                 return false;
             }
             jp_ws(p);
             if (p->pos >= p->len || p->s[p->pos] != ':') {
-                return jp_fail(p, CAIRN_EPROTO, "expected ':'");
+                return conv_fail(p, CAIRN_EPROTO, "expected ':'");
             }
             p->pos++;
         }
@@ -535,8 +544,8 @@ jp_container(jp *p, uint32_t depth, bool obj)
             jp_close(p, at, obj ? 5 : 4, n);
             return true;
         }
-        return jp_fail(p, CAIRN_EPROTO,
-                       obj ? "expected ',' or '}'" : "expected ',' or ']'");
+        return conv_fail(p, CAIRN_EPROTO,
+                         obj ? "expected ',' or '}'" : "expected ',' or ']'");
     }
 }
 
@@ -545,14 +554,14 @@ jp_value(jp *p, uint32_t depth)
 {
     jp_ws(p);
     if (p->pos >= p->len) {
-        return jp_fail(p, CAIRN_EPROTO, "unexpected end of input");
+        return conv_fail(p, CAIRN_EPROTO, "unexpected end of input");
     }
     if (++p->items > p->lim->max_items) {
-        return jp_fail(p, CAIRN_ELIMIT, "too many values");
+        return conv_fail(p, CAIRN_ELIMIT, "too many values");
     }
     if (p->out->failed) {
-        return jp_fail(p, p->out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
-                       "document too large");
+        return conv_fail(p, p->out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
+                         "document too large");
     }
     char c = p->s[p->pos];
     switch (c) {
@@ -571,7 +580,7 @@ jp_value(jp *p, uint32_t depth)
         if (c == '-' || (c >= '0' && c <= '9')) {
             return jp_number(p);
         }
-        return jp_fail(p, CAIRN_EPROTO, "unexpected character");
+        return conv_fail(p, CAIRN_EPROTO, "unexpected character");
     }
 }
 
@@ -597,10 +606,10 @@ gw_json_to_cbor(const char *json, size_t len, const gw_limits *lim,
     if (jp_value(&p, 0)) {
         jp_ws(&p);
         if (p.pos != p.len) {
-            jp_fail(&p, CAIRN_EPROTO, "trailing characters");
+            conv_fail(&p, CAIRN_EPROTO, "trailing characters");
         } else if (out->failed) {
-            jp_fail(&p, out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
-                    "document too large");
+            conv_fail(&p, out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
+                      "document too large");
         }
     }
     out->max = oldmax;
@@ -621,25 +630,7 @@ gw_json_valid(const char *json, size_t len, const gw_limits *lim)
 
 /* ---- CBOR -> JSON ------------------------------------------------------- */
 
-typedef struct cr {
-    const uint8_t   *s;
-    size_t           len, pos;
-    const gw_limits *lim;
-    uint32_t         items;
-    gw_buf          *out;
-    cairn_err        err;
-    const char      *what;
-} cr;
-
-static bool
-cr_fail(cr *r, cairn_err err, const char *what)
-{
-    if (r->err == CAIRN_OK) {
-        r->err  = err;
-        r->what = what;
-    }
-    return false;
-}
+typedef conv cr;
 
 #define CR_INDEF UINT64_MAX
 
@@ -649,9 +640,9 @@ static bool
 cr_head(cr *r, unsigned *major, unsigned *ai, uint64_t *arg)
 {
     if (r->pos >= r->len) {
-        return cr_fail(r, CAIRN_EPROTO, "truncated");
+        return conv_fail(r, CAIRN_EPROTO, "truncated");
     }
-    uint8_t b = r->s[r->pos++];
+    uint8_t b = r->b[r->pos++];
     *major    = b >> 5;
     *ai       = b & 31;
     if (*ai < 24) {
@@ -660,21 +651,21 @@ cr_head(cr *r, unsigned *major, unsigned *ai, uint64_t *arg)
     }
     if (*ai == 31) {
         if (*major == 0 || *major == 1 || *major == 6) {
-            return cr_fail(r, CAIRN_EPROTO, "bad indefinite length");
+            return conv_fail(r, CAIRN_EPROTO, "bad indefinite length");
         }
         *arg = CR_INDEF;
         return true;
     }
     if (*ai > 27) {
-        return cr_fail(r, CAIRN_EPROTO, "reserved additional information");
+        return conv_fail(r, CAIRN_EPROTO, "reserved additional information");
     }
     size_t nb = (size_t)1 << (*ai - 24);
     if (r->len - r->pos < nb) {
-        return cr_fail(r, CAIRN_EPROTO, "truncated");
+        return conv_fail(r, CAIRN_EPROTO, "truncated");
     }
     *arg = 0;
     for (size_t i = 0; i < nb; i++) {
-        *arg = *arg << 8 | r->s[r->pos++];
+        *arg = *arg << 8 | r->b[r->pos++];
     }
     return true;
 }
@@ -687,16 +678,16 @@ cr_string(cr *r, unsigned m, uint64_t arg, gw_buf *tmp, const uint8_t **p,
 {
     if (arg != CR_INDEF) {
         if (arg > r->len - r->pos) {
-            return cr_fail(r, CAIRN_EPROTO, "string longer than the input");
+            return conv_fail(r, CAIRN_EPROTO, "string longer than the input");
         }
-        *p = r->s + r->pos, *n = (size_t)arg;
+        *p = r->b + r->pos, *n = (size_t)arg;
         r->pos += (size_t)arg;
         return true;
     }
     for (;;) {
         unsigned cm, ai;
         uint64_t len;
-        if (r->pos < r->len && r->s[r->pos] == 0xff) {
+        if (r->pos < r->len && r->b[r->pos] == 0xff) {
             r->pos++;
             break;
         }
@@ -704,17 +695,17 @@ cr_string(cr *r, unsigned m, uint64_t arg, gw_buf *tmp, const uint8_t **p,
             return false;
         }
         if (cm != m || len == CR_INDEF) {
-            return cr_fail(r, CAIRN_EPROTO, "bad chunk in indefinite string");
+            return conv_fail(r, CAIRN_EPROTO, "bad chunk in indefinite string");
         }
         if (len > r->len - r->pos) {
-            return cr_fail(r, CAIRN_EPROTO, "string longer than the input");
+            return conv_fail(r, CAIRN_EPROTO, "string longer than the input");
         }
-        gw_buf_put(tmp, r->s + r->pos, (size_t)len);
+        gw_buf_put(tmp, r->b + r->pos, (size_t)len);
         r->pos += (size_t)len;
     }
     if (tmp->failed) {
-        return cr_fail(r, tmp->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
-                       "string too long");
+        return conv_fail(r, tmp->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
+                         "string too long");
     }
     *p = tmp->data, *n = tmp->len;
     return true;
@@ -728,7 +719,7 @@ cr_text_or_bytes(cr *r, unsigned m, uint64_t arg)
     size_t         n   = 0;
     bool           ok  = cr_string(r, m, arg, &tmp, &p, &n);
     if (ok && m == 3 && !gw_utf8_valid(p, n)) {
-        ok = cr_fail(r, CAIRN_EPROTO, "invalid UTF-8 in text string");
+        ok = conv_fail(r, CAIRN_EPROTO, "invalid UTF-8 in text string");
     }
     if (ok && m == 3) {
         gw_json_string(r->out, (const char *)p, n);
@@ -761,7 +752,7 @@ cr_simple(cr *r, unsigned ai, uint64_t arg)
         } else if (arg == 22 || arg == 23) {
             gw_buf_puts(r->out, "null");
         } else {
-            return cr_fail(r, CAIRN_EPROTO, "unsupported simple value");
+            return conv_fail(r, CAIRN_EPROTO, "unsupported simple value");
         }
         return true;
     }
@@ -775,7 +766,7 @@ cr_simple(cr *r, unsigned ai, uint64_t arg)
     } else if (ai == 27) {
         memcpy(&d, &arg, sizeof(d));
     } else {
-        return cr_fail(r, CAIRN_EPROTO, "unexpected break");
+        return conv_fail(r, CAIRN_EPROTO, "unexpected break");
     }
     if (isnan(d) || isinf(d)) {
         gw_buf_puts(r->out, "null");
@@ -831,7 +822,7 @@ cr_key(cr *r)
         return true;
     }
     r->pos = at;
-    return cr_fail(r, CAIRN_EPROTO, "map key is neither text nor integer");
+    return conv_fail(r, CAIRN_EPROTO, "map key is neither text nor integer");
 }
 
 static bool
@@ -839,14 +830,14 @@ cr_container(cr *r, unsigned m, uint64_t arg, uint32_t depth)
 {
     bool map = m == 5;
     if (depth >= r->lim->max_depth) {
-        return cr_fail(r, CAIRN_ELIMIT, "nested too deep");
+        return conv_fail(r, CAIRN_ELIMIT, "nested too deep");
     }
     if (arg != CR_INDEF && arg > (r->len - r->pos) / (map ? 2 : 1)) {
-        return cr_fail(r, CAIRN_EPROTO, "count larger than the input");
+        return conv_fail(r, CAIRN_EPROTO, "count larger than the input");
     }
     gw_buf_putc(r->out, map ? '{' : '[');
     for (uint64_t i = 0; arg == CR_INDEF || i < arg; i++) {
-        if (arg == CR_INDEF && r->pos < r->len && r->s[r->pos] == 0xff) {
+        if (arg == CR_INDEF && r->pos < r->len && r->b[r->pos] == 0xff) {
             r->pos++;
             break;
         }
@@ -873,11 +864,11 @@ cr_item(cr *r, uint32_t depth)
     unsigned m, ai;
     uint64_t arg;
     if (++r->items > r->lim->max_items) {
-        return cr_fail(r, CAIRN_ELIMIT, "too many values");
+        return conv_fail(r, CAIRN_ELIMIT, "too many values");
     }
     if (r->out->failed) {
-        return cr_fail(r, r->out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
-                       "document too large");
+        return conv_fail(r, r->out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
+                         "document too large");
     }
     if (!cr_head(r, &m, &ai, &arg)) {
         return false;
@@ -905,17 +896,17 @@ gw_cbor_to_json(const uint8_t *cbor, size_t len, const gw_limits *lim,
                 gw_buf *out, char *why, size_t whylen)
 {
     size_t oldmax = out->max;
-    cr     r      = {.s = cbor, .len = len, .lim = lim, .out = out};
+    cr     r = {.b = cbor, .len = len, .lim = lim, .out = out};
     if (lim->max_out != 0 && (out->max == 0 || out->len + lim->max_out <
                                                    out->max)) {
         out->max = out->len + lim->max_out;
     }
     if (cr_item(&r, 0)) {
         if (r.pos != r.len) {
-            cr_fail(&r, CAIRN_EPROTO, "trailing bytes");
+            conv_fail(&r, CAIRN_EPROTO, "trailing bytes");
         } else if (out->failed) {
-            cr_fail(&r, out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
-                    "document too large");
+            conv_fail(&r, out->toobig ? CAIRN_ETOOBIG : CAIRN_ENOMEM,
+                      "document too large");
         }
     }
     out->max = oldmax;

@@ -74,6 +74,8 @@
 
 #include <cairn/cairn.h>
 
+#include "bridge.h"
+
 #define MQTTB_TOPIC_CAP 2048  /* rendered topic, NUL included */
 #define MQTTB_ERR_CAP 256     /* last error text */
 #define MQTTB_DRAIN_BATCH 256 /* records asked of the outbox at once */
@@ -140,24 +142,9 @@ typedef struct mqttb_cfg {
 
 extern const cairn_cfg_field mqttb_fields[];
 
-/* What a template may refer to.  levels are the '/'-separated levels of
- * topic, found by mqttb_tctx_init. */
-typedef struct mqttb_tctx {
-    const char *runtime;
-    const char *name;
-    const char *topic; /* may be NULL: {topic} and {1}.. are then errors */
-    size_t      topic_len;
-    const char *lv[9];
-    size_t      lv_len[9];
-    int         nlv;
-} mqttb_tctx;
-
-void mqttb_tctx_init(mqttb_tctx *t, const char *runtime, const char *name,
-                     const char *topic, size_t topic_len);
-/* Renders tpl into out (NUL-terminated).  CAIRN_EINVAL with *why set for
- * an unknown placeholder or a missing level, CAIRN_ETOOBIG when too long. */
-cairn_err mqttb_tpl_render(const char *tpl, const mqttb_tctx *t, char *out,
-                           size_t cap, const char **why);
+/* Templates (bridge.h): {runtime}, {name}, {topic} and {1}..{9}, the
+ * '/'-separated levels of the topic. */
+#define MQTTB_TOO_LONG "the rendered topic is too long"
 
 struct mqttb;
 /* Checks everything the table cannot: filters, templates, files. */

@@ -132,83 +132,6 @@ const cairn_cfg_field mqttb_fields[] = {
 
 /* ---- templates ---------------------------------------------------------- */
 
-void
-mqttb_tctx_init(mqttb_tctx *t, const char *runtime, const char *name,
-                const char *topic, size_t topic_len)
-{
-    memset(t, 0, sizeof(*t));
-    t->runtime = runtime;
-    t->name = name;
-    t->topic = topic;
-    t->topic_len = topic_len;
-    if (topic == NULL) {
-        return;
-    }
-    size_t start = 0;
-    for (size_t i = 0; i <= topic_len && t->nlv < 9; i++) {
-        if (i == topic_len || topic[i] == '/') {
-            t->lv[t->nlv] = topic + start;
-            t->lv_len[t->nlv] = i - start;
-            t->nlv++;
-            start = i + 1;
-        }
-    }
-}
-
-/* The text a placeholder stands for; false if unknown or missing. */
-static bool
-mqttb_tpl_value(const mqttb_tctx *t, const char *ph, size_t n, const char **v,
-                size_t *vlen, const char **why)
-{
-    if (n == 7 && memcmp(ph, "runtime", 7) == 0) {
-        *v = t->runtime, *vlen = strlen(t->runtime);
-    } else if (n == 4 && memcmp(ph, "name", 4) == 0) {
-        *v = t->name, *vlen = strlen(t->name);
-    } else if (n == 5 && memcmp(ph, "topic", 5) == 0 && t->topic != NULL) {
-        *v = t->topic, *vlen = t->topic_len;
-    } else if (n == 1 && ph[0] >= '1' && ph[0] <= '9' && t->topic != NULL) {
-        int i = ph[0] - '1';
-        if (i >= t->nlv) {
-            *why = "the topic has fewer levels than the template uses";
-            return false;
-        }
-        *v = t->lv[i], *vlen = t->lv_len[i];
-    } else {
-        *why = "unknown placeholder";
-        return false;
-    }
-    return true;
-}
-
-cairn_err
-mqttb_tpl_render(const char *tpl, const mqttb_tctx *t, char *out, size_t cap,
-                 const char **why)
-{
-    size_t o = 0;
-    for (const char *p = tpl; *p != '\0';) {
-        const char *v = p;
-        size_t      vlen = 1;
-        const char *end = *p == '{' ? strchr(p, '}') : NULL;
-        if (end != NULL) {
-            if (!mqttb_tpl_value(t, p + 1, (size_t)(end - p - 1), &v, &vlen,
-                                 why)) {
-                return CAIRN_EINVAL;
-            }
-            p = end + 1;
-        } else {
-            p++;
-        }
-        if (o + vlen >= cap) {
-            *why = "the rendered topic is too long";
-            return CAIRN_ETOOBIG;
-        }
-        memcpy(out + o, v, vlen);
-        o += vlen;
-    }
-    out[o] = '\0';
-    return CAIRN_OK;
-}
-
 /* ---- checks ------------------------------------------------------------- */
 
 /* Renders tpl against a made-up topic with nine levels: catches unknown
@@ -218,9 +141,11 @@ mqttb_check_tpl(mqttb *b, const char *what, const char *tpl, const char *topic)
 {
     char        out[MQTTB_TOPIC_CAP];
     const char *why = NULL;
-    mqttb_tctx  t;
-    mqttb_tctx_init(&t, b->runtime, b->name, topic, topic ? strlen(topic) : 0);
-    if (mqttb_tpl_render(tpl, &t, out, sizeof(out), &why) != CAIRN_OK) {
+    bridge_tctx t;
+    bridge_tctx_init(&t, b->runtime, b->name, topic, topic ? strlen(topic) : 0,
+                     '/');
+    if (bridge_tpl_render(tpl, &t, out, sizeof(out), MQTTB_TOO_LONG, &why) !=
+        CAIRN_OK) {
         b->host->log(b->self, CAIRN_LOG_ERROR, "%s '%s': %s", what, tpl, why);
         return CAIRN_ECONFIG;
     }
@@ -264,37 +189,6 @@ mqttb_check_down(mqttb *b, const mqttb_down_route *r, size_t i)
 }
 
 static cairn_err
-mqttb_check_file(mqttb *b, const char *key, const char *path)
-{
-    if (path[0] != '\0' && access(path, R_OK) != 0) {
-        b->host->log(b->self, CAIRN_LOG_ERROR, "%s '%s': %s", key, path,
-                     strerror(errno));
-        return CAIRN_ECONFIG;
-    }
-    return CAIRN_OK;
-}
-
-/* The first line of password_file, kept for the life of the bridge. */
-static cairn_err
-mqttb_read_password(mqttb *b)
-{
-    char  line[1024];
-    FILE *f = fopen(b->cfg.password_file, "r");
-    if (f == NULL) {
-        b->host->log(b->self, CAIRN_LOG_ERROR, "password_file '%s': %s",
-                     b->cfg.password_file, strerror(errno));
-        return CAIRN_ECONFIG;
-    }
-    if (fgets(line, sizeof(line), f) == NULL) {
-        line[0] = '\0';
-    }
-    fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    b->password = strdup(line);
-    return b->password != NULL ? CAIRN_OK : CAIRN_ENOMEM;
-}
-
-static cairn_err
 mqttb_check_conn(mqttb *b)
 {
     const mqttb_cfg *c = &b->cfg;
@@ -314,16 +208,17 @@ mqttb_check_conn(mqttb *b)
         return CAIRN_ECONFIG;
     }
     if (rv == CAIRN_OK && c->tls) {
-        rv = mqttb_check_file(b, "ca_file", c->ca_file);
+        rv = bridge_check_file(b->host, b->self, "ca_file", c->ca_file);
         if (rv == CAIRN_OK) {
-            rv = mqttb_check_file(b, "cert_file", c->cert_file);
+            rv = bridge_check_file(b->host, b->self, "cert_file", c->cert_file);
         }
         if (rv == CAIRN_OK) {
-            rv = mqttb_check_file(b, "key_file", c->key_file);
+            rv = bridge_check_file(b->host, b->self, "key_file", c->key_file);
         }
     }
     if (rv == CAIRN_OK && c->password_file[0] != '\0') {
-        rv = mqttb_read_password(b);
+        rv = bridge_read_password(b->host, b->self, c->password_file,
+                                  &b->password);
     }
     return rv;
 }
@@ -332,17 +227,19 @@ static cairn_err
 mqttb_check_names(mqttb *b)
 {
     const char *why = NULL;
-    mqttb_tctx  t;
-    mqttb_tctx_init(&t, b->runtime, b->name, NULL, 0);
-    if (mqttb_tpl_render(b->cfg.client_id, &t, b->client_id,
-                         sizeof(b->client_id), &why) != CAIRN_OK ||
+    bridge_tctx t;
+    bridge_tctx_init(&t, b->runtime, b->name, NULL, 0, '/');
+    if (bridge_tpl_render(b->cfg.client_id, &t, b->client_id,
+                          sizeof(b->client_id), MQTTB_TOO_LONG,
+                          &why) != CAIRN_OK ||
         b->client_id[0] == '\0') {
         b->host->log(b->self, CAIRN_LOG_ERROR, "client_id '%s': %s",
                      b->cfg.client_id, why ? why : "empty");
         return CAIRN_ECONFIG;
     }
-    if (mqttb_tpl_render(b->cfg.status_topic, &t, b->status_topic,
-                         sizeof(b->status_topic), &why) != CAIRN_OK ||
+    if (bridge_tpl_render(b->cfg.status_topic, &t, b->status_topic,
+                          sizeof(b->status_topic), MQTTB_TOO_LONG,
+                          &why) != CAIRN_OK ||
         (b->status_topic[0] != '\0' &&
          mosquitto_pub_topic_check(b->status_topic) != MOSQ_ERR_SUCCESS)) {
         b->host->log(b->self, CAIRN_LOG_ERROR, "status_topic '%s': %s",

@@ -132,32 +132,15 @@ mqttb_error_text(mqttb *b, int rc, int err, const char *why)
     b->why[0] = '\0';
 }
 
-/* Next attempt: cap = initial * multiplier^(attempt-1), at most max;
- * delay uniform in [cap/2, cap]. */
-static uint64_t
-mqttb_backoff(mqttb *b)
-{
-    double cap = (double)b->cfg.reconnect_initial;
-    for (uint32_t i = 1; i < b->attempt && cap < (double)b->cfg.reconnect_max;
-         i++) {
-        cap *= b->cfg.reconnect_multiplier;
-    }
-    if (cap > (double)b->cfg.reconnect_max) {
-        cap = (double)b->cfg.reconnect_max;
-    }
-    b->rnd ^= b->rnd << 13;
-    b->rnd ^= b->rnd >> 7;
-    b->rnd ^= b->rnd << 17;
-    uint64_t c = (uint64_t)cap;
-    return c / 2 + b->rnd % (c - c / 2 + 1);
-}
-
 static void
 mqttb_schedule(mqttb *b)
 {
     b->attempt++;
     b->state = MQTTB_DOWN;
-    b->next_try_ms = mqttb_now_ms() + mqttb_backoff(b);
+    b->next_try_ms =
+        mqttb_now_ms() +
+        bridge_backoff(b->cfg.reconnect_initial, b->cfg.reconnect_max,
+                       b->cfg.reconnect_multiplier, b->attempt, &b->rnd);
     mqttb_status_now(b);
 }
 
@@ -171,8 +154,7 @@ mqttb_conn_lost(mqttb *b, int rc, const char *why)
     bool was_up = b->state == MQTTB_UP;
     mqttb_error_text(b, rc, err, why);
     b->state = MQTTB_DOWN;
-    if (CAIRN_HOST_HAS(b->host, link_state))
-        b->host->link_state(b->self, false);
+    bridge_link_state(b->host, b->self, false);
     if (was_up) {
         pthread_mutex_lock(&b->lock);
         atomic_store(&b->connected, false);
@@ -230,8 +212,7 @@ mqttb_on_connect(struct mosquitto *m, void *arg, int rc, int flags,
     }
     b->ever_up = true;
     b->state = MQTTB_UP;
-    if (CAIRN_HOST_HAS(b->host, link_state))
-        b->host->link_state(b->self, true);
+    bridge_link_state(b->host, b->self, true);
     b->attempt = 0;
     b->last_error[0] = '\0';
     pthread_mutex_lock(&b->lock);

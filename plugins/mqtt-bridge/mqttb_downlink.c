@@ -155,33 +155,9 @@ mqttb_down_accept(mqttb *b, const struct mosquitto_message *msg,
         return false;
     }
     if (rv != CAIRN_OK && !atomic_exchange(&b->accept_warned, true)) {
-        b->host->log(b->self, CAIRN_LOG_WARN,
-                     "duplicate check unavailable (%s): redeliveries reach "
-                     "the bus",
-                     cairn_strerror(rv));
+        bridge_dup_check_warn(b->host, b->self, rv);
     }
     return true;
-}
-
-static bool
-mqttb_id_zero(const uint8_t id[CAIRN_ID_LEN])
-{
-    for (size_t i = 0; i < CAIRN_ID_LEN; i++) {
-        if (id[i] != 0) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static void
-mqttb_env_header(cairn_envelope *env, const char *name, const char *value)
-{
-    if (env->nheaders < CAIRN_ENV_MAX_HEADERS) {
-        env->headers[env->nheaders].name = cairn_str_c(name);
-        env->headers[env->nheaders].value = cairn_str_c(value);
-        env->nheaders++;
-    }
 }
 
 /* Raw mode: the envelope around the MQTT payload and properties. */
@@ -209,10 +185,11 @@ mqttb_down_publish(mqttb *b, const mqttb_down_route *r,
 {
     char        topic[MQTTB_TOPIC_CAP];
     const char *why = NULL;
-    mqttb_tctx  t;
-    mqttb_tctx_init(&t, b->runtime, b->name, msg->topic, strlen(msg->topic));
-    if (mqttb_tpl_render(r->topic, &t, topic, sizeof(topic), &why) !=
-            CAIRN_OK ||
+    bridge_tctx t;
+    bridge_tctx_init(&t, b->runtime, b->name, msg->topic, strlen(msg->topic),
+                     '/');
+    if (bridge_tpl_render(r->topic, &t, topic, sizeof(topic), MQTTB_TOO_LONG,
+                          &why) != CAIRN_OK ||
         strlen(topic) > CAIRN_TOPIC_MAX ||
         cairn_topic_valid(topic, strlen(topic)) != CAIRN_OK) {
         mqttb_down_error(b, msg->topic,
@@ -220,10 +197,10 @@ mqttb_down_publish(mqttb *b, const mqttb_down_route *r,
         return;
     }
     env->topic = cairn_str_c(topic);
-    mqttb_env_header(env, "mqtt-topic", msg->topic);
-    mqttb_env_header(env, "cairn-bridge", b->name);
+    bridge_env_header(env, "mqtt-topic", msg->topic);
+    bridge_env_header(env, "cairn-bridge", b->name);
     cairn_err rv = CAIRN_ENOTSUP;
-    if (has_id && msg->qos > 0 && !mqttb_id_zero(env->id) &&
+    if (has_id && msg->qos > 0 && !bridge_id_zero(env->id) &&
         CAIRN_HOST_HAS(b->host, publish_once)) {
         rv = b->host->publish_once(b->self, env);
         if (rv == CAIRN_EEXIST) {
@@ -231,12 +208,9 @@ mqttb_down_publish(mqttb *b, const mqttb_down_route *r,
             return;
         }
         if (rv == CAIRN_ENOTSUP && !atomic_exchange(&b->accept_warned, true)) {
-            b->host->log(b->self, CAIRN_LOG_WARN,
-                         "duplicate check unavailable (%s): redeliveries "
-                         "reach the bus",
-                         cairn_strerror(rv));
+            bridge_dup_check_warn(b->host, b->self, rv);
         }
-    } else if (has_id && msg->qos > 0 && !mqttb_id_zero(env->id) &&
+    } else if (has_id && msg->qos > 0 && !bridge_id_zero(env->id) &&
                !mqttb_down_accept(b, msg, env->id)) {
         return; /* a host before ABI 1.2: the id commits on its own */
     }
@@ -269,16 +243,16 @@ mqttb_reply_topic(const mqttb *b, const mqttb_down_route *r, const char *topic,
 {
     char        out[MQTTB_TOPIC_CAP];
     const char *why = NULL;
-    mqttb_tctx  t;
+    bridge_tctx t;
     if (in->response_topic != NULL) {
         return strdup(in->response_topic);
     }
     if (r->reply_topic[0] == '\0') {
         return NULL;
     }
-    mqttb_tctx_init(&t, b->runtime, b->name, topic, strlen(topic));
-    if (mqttb_tpl_render(r->reply_topic, &t, out, sizeof(out), &why) !=
-        CAIRN_OK) {
+    bridge_tctx_init(&t, b->runtime, b->name, topic, strlen(topic), '/');
+    if (bridge_tpl_render(r->reply_topic, &t, out, sizeof(out), MQTTB_TOO_LONG,
+                          &why) != CAIRN_OK) {
         return NULL;
     }
     return strdup(out);

@@ -106,12 +106,9 @@ mqttb_routes_durable(mqttb *b)
         if (!r[i].durable) {
             continue;
         }
-        cairn_err rv =
-            b->host->route_durable(b->self, r[i].filter, r[i].priority);
+        cairn_err rv = bridge_route_durable(b->host, b->self, i, r[i].filter,
+                                            r[i].priority);
         if (rv != CAIRN_OK) {
-            b->host->log(b->self, CAIRN_LOG_ERROR,
-                         "uplink[%zu]: durable route '%s': %s", i, r[i].filter,
-                         cairn_strerror(rv));
             return rv;
         }
     }

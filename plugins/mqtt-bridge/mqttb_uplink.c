@@ -181,9 +181,11 @@ static bool
 mqttb_cloud_topic(const mqttb *b, const mqttb_up_route *r,
                   const cairn_envelope *env, char *out, const char **why)
 {
-    mqttb_tctx t;
-    mqttb_tctx_init(&t, b->runtime, b->name, env->topic.ptr, env->topic.len);
-    if (mqttb_tpl_render(r->topic, &t, out, MQTTB_TOPIC_CAP, why) != CAIRN_OK) {
+    bridge_tctx t;
+    bridge_tctx_init(&t, b->runtime, b->name, env->topic.ptr, env->topic.len,
+                     '/');
+    if (bridge_tpl_render(r->topic, &t, out, MQTTB_TOPIC_CAP, MQTTB_TOO_LONG,
+                          why) != CAIRN_OK) {
         return false;
     }
     if (mosquitto_pub_topic_check(out) != MOSQ_ERR_SUCCESS ||

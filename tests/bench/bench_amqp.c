@@ -20,11 +20,9 @@
  * [-n N] (or CAIRN_BENCH_AMQP_N=N): --quick runs 10k messages and one
  * round, for CTest; otherwise 100k and the best of three rounds.
  */
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,144 +35,12 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
-#include "cairni.h"
-#include "store.h"
+#include "bench_rig.h"
 
-#define PAYLOAD 200
+#define PAYLOAD BENCH_PAYLOAD
 #define WINDOW 100
 #define WAIT_MS 300000
 #define QUEUE "bench"
-
-static void
-die(const char *what)
-{
-    fprintf(stderr, "bench_amqp: %s\n", what);
-    exit(1);
-}
-
-/* ---- the host table ----------------------------------------------------- */
-
-struct cairn_plugin {
-    cairni_drain   *drain;
-    pthread_mutex_t mu;
-    pthread_cond_t  cv;
-    uint64_t        acked, want, errors;
-    atomic_bool     stopping;
-};
-
-static void
-h_log(cairn_plugin *p, cairn_log_level lv, const char *fmt, ...)
-{
-    va_list ap;
-    if (lv > CAIRN_LOG_WARN) {
-        return;
-    }
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static const char *
-h_name(cairn_plugin *p)
-{
-    return "bench";
-}
-
-static bool
-h_sleep(cairn_plugin *p, uint32_t ms)
-{
-    for (uint32_t t = 0; t < ms && !atomic_load(&p->stopping); t += 10) {
-        uint32_t        step = ms - t < 10 ? ms - t : 10;
-        struct timespec ts = {0, (long)step * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return !atomic_load(&p->stopping);
-}
-
-static cairn_err
-h_next(cairn_plugin *p, cairn_record *r, size_t max, uint32_t wait_ms,
-       size_t *n)
-{
-    *n = 0;
-    if (atomic_load(&p->stopping)) {
-        return CAIRN_ECLOSED;
-    }
-    return cairni_drain_next(p->drain, r, max, wait_ms, n);
-}
-
-static cairn_err
-h_ack(cairn_plugin *p, uint64_t seq)
-{
-    cairn_err rv = cairni_drain_ack(p->drain, seq);
-    pthread_mutex_lock(&p->mu);
-    if (++p->acked >= p->want) {
-        pthread_cond_broadcast(&p->cv);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return rv;
-}
-
-static cairn_err
-h_nack(cairn_plugin *p, uint64_t seq, bool permanent, const char *error)
-{
-    pthread_mutex_lock(&p->mu);
-    p->errors++;
-    pthread_mutex_unlock(&p->mu);
-    return cairni_drain_nack(p->drain, seq, permanent, error);
-}
-
-static void
-h_reset(cairn_plugin *p)
-{
-    cairni_drain_reset(p->drain);
-}
-
-static void
-h_record_fini(cairn_record *r)
-{
-    cairni_record_fini(r);
-}
-
-static cairn_err
-h_route(cairn_plugin *p, const char *filter, int prio)
-{
-    return CAIRN_OK; /* the benchmark fills the outbox itself */
-}
-
-static void
-h_status(cairn_plugin *p, const char *fmt, ...)
-{
-}
-
-static void
-h_gauge(cairn_plugin *p, const char *name, double v)
-{
-}
-
-static void
-h_counter(cairn_plugin *p, const char *name, uint64_t d)
-{
-}
-
-static const cairn_host bench_host = {
-    .abi_version = CAIRN_ABI_VERSION,
-    .size = sizeof(cairn_host),
-    .log = h_log,
-    .name = h_name,
-    .runtime_name = h_name,
-    .sleep = h_sleep,
-    .outbox_next = h_next,
-    .outbox_ack = h_ack,
-    .outbox_nack = h_nack,
-    .outbox_reset = h_reset,
-    .record_fini = h_record_fini,
-    .free = free,
-    .route_durable = h_route,
-    .status = h_status,
-    .gauge_set = h_gauge,
-    .counter_add = h_counter,
-};
 
 /* ---- the broker --------------------------------------------------------- */
 
@@ -248,7 +114,7 @@ broker_file(const broker *b, const char *name, const char *text)
     FILE *f;
     snprintf(path, sizeof(path), "%s/%s", b->dir, name);
     if ((f = fopen(path, "w")) == NULL) {
-        die("broker config");
+        bench_die("broker config");
     }
     fputs(text, f);
     fclose(f);
@@ -260,7 +126,7 @@ broker_start(broker *b)
     snprintf(b->dir, sizeof(b->dir), "%s/bench-rmq-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(b->dir) == NULL) {
-        die("mkdtemp");
+        bench_die("mkdtemp");
     }
     b->port = 30000 + rand() % 20000;
     broker_file(b, "enabled_plugins", "[].\n");
@@ -283,11 +149,12 @@ broker_start(broker *b)
             return;
         }
         if (waitpid(b->pid, NULL, WNOHANG) == b->pid) {
-            die("rabbitmq-server exited (installed? sh tests/install-deps.sh)");
+            bench_die(
+                "rabbitmq-server exited (installed? sh tests/install-deps.sh)");
         }
         usleep(100 * 1000);
     }
-    die("rabbitmq-server did not start");
+    bench_die("rabbitmq-server did not start");
 }
 
 static void
@@ -325,13 +192,13 @@ queue_reset(int port)
 {
     amqp_connection_state_t c = amqp_open(port);
     if (c == NULL) {
-        die("connect");
+        bench_die("connect");
     }
     amqp_queue_declare(c, 1, amqp_cstring_bytes(QUEUE), 0, 1, 0, 0,
                        amqp_empty_table);
     amqp_queue_purge(c, 1, amqp_cstring_bytes(QUEUE));
     if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) {
-        die("queue declare/purge");
+        bench_die("queue declare/purge");
     }
     amqp_done(c);
 }
@@ -346,7 +213,7 @@ raw_confirms(amqp_connection_state_t c, uint64_t last)
         amqp_frame_t   f;
         struct timeval tv = {10, 0};
         if (amqp_simple_wait_frame_noblock(c, &f, &tv) != AMQP_STATUS_OK) {
-            die("raw: no confirms");
+            bench_die("raw: no confirms");
         }
         if (f.frame_type != AMQP_FRAME_METHOD) {
             continue;
@@ -388,12 +255,12 @@ bench_raw(int port, uint64_t n)
             if (amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
                                    amqp_cstring_bytes(QUEUE), 1, 0, &p,
                                    body) != 0) {
-                die("raw: publish");
+                bench_die("raw: publish");
             }
             tag++;
         }
         if (!raw_confirms(c, tag)) {
-            die("raw: nacked");
+            bench_die("raw: nacked");
         }
     }
     double secs = (double)(cairni_mono_us() - t0) / 1e6;
@@ -403,151 +270,15 @@ bench_raw(int port, uint64_t n)
 
 /* ---- the bridge --------------------------------------------------------- */
 
-typedef struct rig {
-    char                     dir[256];
-    cairni_store            *store;
-    const cairn_plugin_desc *desc;
-    void                    *dl;
-    struct cairn_plugin      self;
-    void                    *cfg;
-    cairni_arena             arena;
-    void                    *state;
-    pthread_t                run;
-} rig;
-
 static void
-rig_store(rig *g)
+rig_amqp(rig *g, int port)
 {
-    char err[256], path[320];
-    snprintf(g->dir, sizeof(g->dir), "%s/bench-store-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(g->dir) == NULL) {
-        die("mkdtemp");
-    }
-    snprintf(path, sizeof(path), "%s/cairn.db", g->dir);
-    cairni_store_opts o = {
-        .path = path,
-        .sync = CAIRNI_SYNC_NORMAL,
-        .retry = {.initial_ms = 100, .max_ms = 1000, .multiplier = 2},
-        .inbox_window_ms = 3600000,
-        .dest_default = {.name = "",
-                         .max_bytes = 1ull << 30,
-                         .max_messages = 10000000,
-                         .window = WINDOW},
-    };
-    if (cairni_store_open(&g->store, &o, err, sizeof(err)) != CAIRN_OK ||
-        cairni_drain_open(g->store, "bench", &g->self.drain) != CAIRN_OK) {
-        die(err);
-    }
-}
-
-/* n envelopes of PAYLOAD bytes on bench/k<i % 8>, 1000 per commit. */
-static void
-rig_fill(rig *g, uint64_t n)
-{
-    static uint8_t        payload[PAYLOAD];
-    static char           topics[8][16];
-    static cairn_envelope envs[1000];
-    memset(payload, 'b', sizeof(payload));
-    for (int k = 0; k < 8; k++) {
-        snprintf(topics[k], sizeof(topics[k]), "bench/k%d", k);
-    }
-    for (uint64_t i = 0; i < n;) {
-        size_t k = 0;
-        for (; k < 1000 && i < n; k++, i++) {
-            cairn_envelope_init(&envs[k]);
-            envs[k].topic = cairn_str_c(topics[i % 8]);
-            envs[k].payload.ptr = payload;
-            envs[k].payload.len = PAYLOAD;
-            envs[k].ts = cairn_now_ms();
-            cairn_id_new(envs[k].id);
-        }
-        if (cairni_outbox_put_many(g->store, "bench", envs, k, 0) != CAIRN_OK) {
-            die("outbox fill failed");
-        }
-    }
-}
-
-static void *
-rig_run_main(void *arg)
-{
-    rig *g = arg;
-    g->desc->run(g->state);
-    return NULL;
-}
-
-static void
-rig_plugin(rig *g, int port)
-{
-    char        yaml[512], err[256];
-    cairni_doc *doc;
+    char yaml[512];
     snprintf(yaml, sizeof(yaml),
              "port: %d\nmax_inflight: %d\nqueues:\n  - {name: " QUEUE "}\n"
              "uplink:\n  - {filter: \"bench/#\", routing_key: " QUEUE "}\n",
              port, WINDOW);
-    g->dl = dlopen(BENCH_AMQP_PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    cairn_plugin_entry_fn entry =
-        g->dl ? (cairn_plugin_entry_fn)(uintptr_t)dlsym(g->dl,
-                                                        CAIRN_PLUGIN_ENTRY_SYM)
-              : NULL;
-    if (entry == NULL) {
-        die(dlerror());
-    }
-    g->desc = entry();
-    g->cfg = calloc(1, g->desc->config_size);
-    if (cairni_doc_parse_string("bench", yaml, strlen(yaml), &doc, err,
-                                sizeof(err)) != CAIRN_OK ||
-        cairni_cfg_fill(doc, doc->root, g->desc->config, g->cfg, &g->arena, err,
-                        sizeof(err)) != CAIRN_OK) {
-        die(err);
-    }
-    cairni_doc_free(doc);
-    if (g->desc->init(&bench_host, &g->self, g->cfg, &g->state) != CAIRN_OK) {
-        die("plugin init failed");
-    }
-}
-
-static bool
-wait_acks(cairn_plugin *p, uint64_t want)
-{
-    uint64_t end = cairni_mono_ms() + WAIT_MS;
-    pthread_mutex_lock(&p->mu);
-    while (p->acked < want && cairni_mono_ms() < end) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-    }
-    bool ok = p->acked >= want;
-    pthread_mutex_unlock(&p->mu);
-    return ok;
-}
-
-static void
-rig_close(rig *g)
-{
-    char path[400];
-    atomic_store(&g->self.stopping, true);
-    g->desc->stop(g->state);
-    pthread_join(g->run, NULL);
-    g->desc->fini(g->state);
-    cairni_drain_close(g->self.drain);
-    cairni_store_close(g->store);
-    cairni_arena_fini(&g->arena);
-    free(g->cfg);
-    dlclose(g->dl);
-    static const char *const sfx[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/cairn.db%s", g->dir, sfx[i]);
-        unlink(path);
-    }
-    rmdir(g->dir);
-    pthread_cond_destroy(&g->self.cv);
-    pthread_mutex_destroy(&g->self.mu);
+    rig_plugin(g, BENCH_AMQP_PLUGIN, yaml);
 }
 
 /* A backlog of n drained with confirms: msgs/s from start() to the last
@@ -556,25 +287,19 @@ static double
 bench_drain(int port, uint64_t n)
 {
     rig g;
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.self.mu, NULL);
-    pthread_cond_init(&g.self.cv, NULL);
-    g.self.want = n;
+    rig_init(&g, n);
     queue_reset(port);
-    rig_store(&g);
+    rig_store(&g, WINDOW);
     rig_fill(&g, n);
-    rig_plugin(&g, port);
+    rig_amqp(&g, port);
     uint64_t t0 = cairni_mono_us();
-    if (g.desc->start(g.state) != CAIRN_OK ||
-        pthread_create(&g.run, NULL, rig_run_main, &g) != 0) {
-        die("plugin start failed");
-    }
-    if (!wait_acks(&g.self, n)) {
-        die("drain: acks missing");
+    rig_start(&g);
+    if (!bench_wait_u64(&g.self.mu, &g.self.cv, &g.self.acked, n, WAIT_MS)) {
+        bench_die("drain: acks missing");
     }
     double secs = (double)(cairni_mono_us() - t0) / 1e6;
     if (g.self.errors != 0) {
-        die("drain: nacks");
+        bench_die("drain: nacks");
     }
     rig_close(&g);
     return (double)n / secs;
@@ -602,6 +327,7 @@ main(int argc, char **argv)
     }
     n = n ? n : quick ? 10000 : 100000;
     int rounds = quick ? 1 : 3;
+    bench_prog = "bench_amqp";
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     signal(SIGPIPE, SIG_IGN);
     broker_start(&b);

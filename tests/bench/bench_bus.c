@@ -207,7 +207,8 @@ bench_raw_events(uint64_t n)
 {
     static unsigned counter;
     char            url[64];
-    nng_socket      push, pull;
+    nng_socket      push = NNG_SOCKET_INITIALIZER;
+    nng_socket      pull = NNG_SOCKET_INITIALIZER;
     rawrecv         r;
     pthread_t       thr;
     uint8_t         payload[PAYLOAD];

@@ -28,10 +28,8 @@
  * the bridge's max_inflight; the defaults are the shipped ones (100 and
  * 50).  The raw client always has max inflight 100.
  */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +43,9 @@
 
 #include <mosquitto.h>
 
-#include "cairni.h"
-#include "store.h"
+#include "bench_rig.h"
 
-#define PAYLOAD 200
+#define PAYLOAD BENCH_PAYLOAD
 #define INFLIGHT 100
 #define WAIT_MS 120000
 #define PRODUCERS 4
@@ -57,152 +54,6 @@
  * of the runtime (100) and of the bridge (50) unless -w, -i say else. */
 static uint32_t bench_window = 100;
 static uint32_t bench_inflight = 50;
-
-static void
-die(const char *what)
-{
-    fprintf(stderr, "bench_mqtt: %s\n", what);
-    exit(1);
-}
-
-/* ---- the host table ----------------------------------------------------- */
-
-struct cairn_plugin {
-    cairni_drain   *drain;
-    pthread_mutex_t mu;
-    pthread_cond_t  cv;
-    uint64_t        acked, want, errors;
-    bool            connected;
-    atomic_bool     stopping;
-};
-
-static void
-h_log(cairn_plugin *p, cairn_log_level lv, const char *fmt, ...)
-{
-    va_list ap;
-    if (lv > CAIRN_LOG_WARN) {
-        return;
-    }
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static const char *
-h_name(cairn_plugin *p)
-{
-    return "bench";
-}
-
-static bool
-h_sleep(cairn_plugin *p, uint32_t ms)
-{
-    for (uint32_t t = 0; t < ms && !atomic_load(&p->stopping); t += 10) {
-        uint32_t        step = ms - t < 10 ? ms - t : 10;
-        struct timespec ts = {0, (long)step * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return !atomic_load(&p->stopping);
-}
-
-static cairn_err
-h_next(cairn_plugin *p, cairn_record *r, size_t max, uint32_t wait_ms,
-       size_t *n)
-{
-    *n = 0;
-    if (atomic_load(&p->stopping)) {
-        return CAIRN_ECLOSED;
-    }
-    return cairni_drain_next(p->drain, r, max, wait_ms, n);
-}
-
-static cairn_err
-h_ack(cairn_plugin *p, uint64_t seq)
-{
-    cairn_err rv = cairni_drain_ack(p->drain, seq);
-    pthread_mutex_lock(&p->mu);
-    if (++p->acked >= p->want) {
-        pthread_cond_broadcast(&p->cv);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return rv;
-}
-
-static cairn_err
-h_nack(cairn_plugin *p, uint64_t seq, bool permanent, const char *error)
-{
-    pthread_mutex_lock(&p->mu);
-    p->errors++;
-    pthread_mutex_unlock(&p->mu);
-    return cairni_drain_nack(p->drain, seq, permanent, error);
-}
-
-static void
-h_reset(cairn_plugin *p)
-{
-    cairni_drain_reset(p->drain);
-}
-
-static void
-h_record_fini(cairn_record *r)
-{
-    cairni_record_fini(r);
-}
-
-static cairn_err
-h_route(cairn_plugin *p, const char *filter, int prio)
-{
-    return CAIRN_OK; /* the benchmark fills the outbox itself */
-}
-
-static void
-h_status(cairn_plugin *p, const char *fmt, ...)
-{
-}
-
-static void
-h_gauge(cairn_plugin *p, const char *name, double v)
-{
-    if (strcmp(name, "mqtt_connected") == 0) {
-        pthread_mutex_lock(&p->mu);
-        p->connected = v > 0.5;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-}
-
-static void
-h_counter(cairn_plugin *p, const char *name, uint64_t d)
-{
-}
-
-static cairn_err
-h_subscribe(cairn_plugin *p, const char *f, cairn_msg_fn fn, void *arg,
-            cairn_sub **s)
-{
-    return CAIRN_ENOTSUP;
-}
-
-static const cairn_host bench_host = {
-    .abi_version = CAIRN_ABI_VERSION,
-    .size = sizeof(cairn_host),
-    .log = h_log,
-    .name = h_name,
-    .runtime_name = h_name,
-    .sleep = h_sleep,
-    .subscribe = h_subscribe,
-    .outbox_next = h_next,
-    .outbox_ack = h_ack,
-    .outbox_nack = h_nack,
-    .outbox_reset = h_reset,
-    .record_fini = h_record_fini,
-    .free = free,
-    .route_durable = h_route,
-    .status = h_status,
-    .gauge_set = h_gauge,
-    .counter_add = h_counter,
-};
 
 /* ---- the broker --------------------------------------------------------- */
 
@@ -231,7 +82,7 @@ broker_conf(broker *b, const char *path)
 {
     FILE *f = fopen(path, "w");
     if (f == NULL) {
-        die("cannot write the broker config");
+        bench_die("cannot write the broker config");
     }
     fprintf(f,
             "listener %d 127.0.0.1\nallow_anonymous true\n"
@@ -251,7 +102,7 @@ broker_start(broker *b)
     snprintf(b->dir, sizeof(b->dir), "%s/bench-mqtt-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(b->dir) == NULL) {
-        die("mkdtemp");
+        bench_die("mkdtemp");
     }
     snprintf(conf, sizeof(conf), "%s/m.conf", b->dir);
     for (int tries = 0; tries < 20; tries++) {
@@ -273,7 +124,7 @@ broker_start(broker *b)
         kill(b->pid, SIGKILL);
         waitpid(b->pid, NULL, 0);
     }
-    die("cannot start mosquitto (is it installed?)");
+    bench_die("cannot start mosquitto (is it installed?)");
 }
 
 static void
@@ -316,28 +167,6 @@ raw_on_publish(struct mosquitto *m, void *arg, int mid)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Waits until *v reaches want (or the flag is set); false on timeout. */
-static bool
-wait_u64(pthread_mutex_t *mu, pthread_cond_t *cv, const uint64_t *v,
-         uint64_t want)
-{
-    uint64_t end = cairni_mono_ms() + WAIT_MS;
-    pthread_mutex_lock(mu);
-    while (*v < want && cairni_mono_ms() < end) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(cv, mu, &ts);
-    }
-    bool ok = *v >= want;
-    pthread_mutex_unlock(mu);
-    return ok;
-}
-
 static double
 bench_raw(int port, uint64_t n, int qos)
 {
@@ -352,7 +181,7 @@ bench_raw(int port, uint64_t n, int qos)
     mosquitto_publish_callback_set(m, raw_on_publish);
     if (mosquitto_connect(m, "127.0.0.1", port, 60) != MOSQ_ERR_SUCCESS ||
         mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) {
-        die("raw: cannot connect");
+        bench_die("raw: cannot connect");
     }
     bool up = false;
     for (int i = 0; i < 5000 && !up; i++) {
@@ -362,7 +191,7 @@ bench_raw(int port, uint64_t n, int qos)
         pthread_mutex_unlock(&r.mu);
     }
     if (!up) {
-        die("raw: no CONNACK");
+        bench_die("raw: no CONNACK");
     }
     uint64_t t0 = cairni_mono_us();
     for (uint64_t i = 0; i < n; i++) {
@@ -370,11 +199,11 @@ bench_raw(int port, uint64_t n, int qos)
                  (unsigned long long)(i % 8));
         if (mosquitto_publish(m, NULL, topic, PAYLOAD, payload, qos, false) !=
             MOSQ_ERR_SUCCESS) {
-            die("raw: publish failed");
+            bench_die("raw: publish failed");
         }
     }
-    if (!wait_u64(&r.mu, &r.cv, &r.acked, n)) {
-        die("raw: acks missing");
+    if (!bench_wait_u64(&r.mu, &r.cv, &r.acked, n, WAIT_MS)) {
+        bench_die("raw: acks missing");
     }
     double secs = (double)(cairni_mono_us() - t0) / 1e6;
     mosquitto_disconnect(m);
@@ -386,147 +215,17 @@ bench_raw(int port, uint64_t n, int qos)
 /* ---- the bridge
  * -------------------------------------------------------------- */
 
-typedef struct rig {
-    char                     dir[256];
-    cairni_store            *store;
-    const cairn_plugin_desc *desc;
-    void                    *dl;
-    struct cairn_plugin      self;
-    void                    *cfg;
-    cairni_arena             arena;
-    void                    *state;
-    pthread_t                run;
-} rig;
-
 static void
-rig_store(rig *g, uint32_t window)
+rig_mqtt(rig *g, int port, int qos)
 {
-    char err[256], path[320];
-    snprintf(g->dir, sizeof(g->dir), "%s/bench-store-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(g->dir) == NULL) {
-        die("mkdtemp");
-    }
-    snprintf(path, sizeof(path), "%s/cairn.db", g->dir);
-    cairni_store_opts o = {
-        .path = path,
-        .sync = CAIRNI_SYNC_NORMAL,
-        .retry = {.initial_ms = 100, .max_ms = 1000, .multiplier = 2},
-        .inbox_window_ms = 3600000,
-        .dest_default = {.name = "",
-                         .max_bytes = 1ull << 30,
-                         .max_messages = 10000000,
-                         .window = window},
-    };
-    if (cairni_store_open(&g->store, &o, err, sizeof(err)) != CAIRN_OK ||
-        cairni_drain_open(g->store, "bench", &g->self.drain) != CAIRN_OK) {
-        die(err);
-    }
-}
-
-/* n envelopes of PAYLOAD bytes on bench/k<i % 8>, committed 1000 at a time. */
-static void
-rig_fill(rig *g, uint64_t n)
-{
-    static uint8_t payload[PAYLOAD];
-    static char    topics[8][16];
-    cairn_envelope envs[1000];
-    memset(payload, 'b', sizeof(payload));
-    for (uint64_t i = 0; i < n;) {
-        size_t k = 0;
-        for (; k < 1000 && i < n; k++, i++) {
-            snprintf(topics[i % 8], sizeof(topics[0]), "bench/k%llu",
-                     (unsigned long long)(i % 8));
-            cairn_envelope_init(&envs[k]);
-            envs[k].topic = cairn_str_c(topics[i % 8]);
-            envs[k].payload.ptr = payload;
-            envs[k].payload.len = PAYLOAD;
-            envs[k].ts = cairn_now_ms();
-            cairn_id_new(envs[k].id);
-        }
-        if (cairni_outbox_put_many(g->store, "bench", envs, k, 0) != CAIRN_OK) {
-            die("outbox fill failed");
-        }
-    }
-}
-
-static void *
-rig_run_main(void *arg)
-{
-    rig *g = arg;
-    g->desc->run(g->state);
-    return NULL;
-}
-
-static void
-rig_plugin(rig *g, int port, int qos)
-{
-    char        yaml[512], err[256];
-    cairni_doc *doc;
+    char yaml[512];
     snprintf(
         yaml, sizeof(yaml),
         "host: 127.0.0.1\nport: %d\nmax_inflight: %d\nstatus_topic: \"\"\n"
         "uplink:\n  - {filter: \"bench/#\", topic: \"bench/{2}\", qos: %d}\n",
         port, (int)bench_inflight, qos);
-    g->dl = dlopen(BENCH_MQTT_PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    cairn_plugin_entry_fn entry =
-        g->dl ? (cairn_plugin_entry_fn)(uintptr_t)dlsym(g->dl,
-                                                        CAIRN_PLUGIN_ENTRY_SYM)
-              : NULL;
-    if (entry == NULL) {
-        die(dlerror());
-    }
-    g->desc = entry();
-    g->cfg = calloc(1, g->desc->config_size);
-    if (cairni_doc_parse_string("bench", yaml, strlen(yaml), &doc, err,
-                                sizeof(err)) != CAIRN_OK ||
-        cairni_cfg_fill(doc, doc->root, g->desc->config, g->cfg, &g->arena, err,
-                        sizeof(err)) != CAIRN_OK) {
-        die(err);
-    }
-    cairni_doc_free(doc);
-    if (g->desc->init(&bench_host, &g->self, g->cfg, &g->state) != CAIRN_OK) {
-        die("plugin init failed");
-    }
-}
-
-static void
-rig_start(rig *g)
-{
-    if (g->desc->start(g->state) != CAIRN_OK ||
-        pthread_create(&g->run, NULL, rig_run_main, g) != 0) {
-        die("plugin start failed");
-    }
-}
-
-static void
-rig_close(rig *g)
-{
-    char path[400];
-    atomic_store(&g->self.stopping, true);
-    g->desc->stop(g->state);
-    pthread_join(g->run, NULL);
-    g->desc->fini(g->state);
-    cairni_drain_close(g->self.drain);
-    cairni_store_close(g->store);
-    cairni_arena_fini(&g->arena);
-    free(g->cfg);
-    dlclose(g->dl);
-    static const char *const sfx[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/cairn.db%s", g->dir, sfx[i]);
-        unlink(path);
-    }
-    rmdir(g->dir);
-}
-
-static void
-rig_init(rig *g, uint64_t n)
-{
-    memset(g, 0, sizeof(*g));
-    pthread_mutex_init(&g->self.mu, NULL);
-    pthread_cond_init(&g->self.cv, NULL);
-    g->self.want = n;
+    g->self.connected_gauge = "mqtt_connected";
+    rig_plugin(g, BENCH_MQTT_PLUGIN, yaml);
 }
 
 /* A backlog of n, drained at qos: msgs/s from start() to the last ack. */
@@ -537,15 +236,15 @@ bench_drain(int port, uint64_t n, int qos)
     rig_init(&g, n);
     rig_store(&g, bench_window);
     rig_fill(&g, n);
-    rig_plugin(&g, port, qos);
+    rig_mqtt(&g, port, qos);
     uint64_t t0 = cairni_mono_us();
     rig_start(&g);
-    if (!wait_u64(&g.self.mu, &g.self.cv, &g.self.acked, n)) {
-        die("drain: acks missing");
+    if (!bench_wait_u64(&g.self.mu, &g.self.cv, &g.self.acked, n, WAIT_MS)) {
+        bench_die("drain: acks missing");
     }
     double secs = (double)(cairni_mono_us() - t0) / 1e6;
     if (g.self.errors != 0) {
-        die("drain: nacks");
+        bench_die("drain: nacks");
     }
     rig_close(&g);
     return (double)n / secs;
@@ -574,7 +273,7 @@ prod_main(void *arg)
         env.ts = cairn_now_ms();
         cairn_id_new(env.id);
         if (cairni_outbox_put(p->g->store, "bench", &env, 0) != CAIRN_OK) {
-            die("online: put failed");
+            bench_die("online: put failed");
         }
     }
     return NULL;
@@ -590,7 +289,7 @@ bench_online(int port, uint64_t n)
     pthread_t t[PRODUCERS];
     rig_init(&g, n);
     rig_store(&g, bench_window);
-    rig_plugin(&g, port, 1);
+    rig_mqtt(&g, port, 1);
     rig_start(&g);
     bool up = false;
     for (int i = 0; i < 5000 && !up; i++) {
@@ -608,8 +307,8 @@ bench_online(int port, uint64_t n)
     for (int i = 0; i < PRODUCERS; i++) {
         pthread_join(t[i], NULL);
     }
-    if (!wait_u64(&g.self.mu, &g.self.cv, &g.self.acked, n)) {
-        die("online: acks missing");
+    if (!bench_wait_u64(&g.self.mu, &g.self.cv, &g.self.acked, n, WAIT_MS)) {
+        bench_die("online: acks missing");
     }
     double secs = (double)(cairni_mono_us() - t0) / 1e6;
     rig_close(&g);
@@ -650,6 +349,7 @@ main(int argc, char **argv)
     }
     n = n ? n : quick ? 20000 : 100000;
     int rounds = quick ? 1 : 3;
+    bench_prog = "bench_mqtt";
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     signal(SIGPIPE, SIG_IGN);
     mosquitto_lib_init();

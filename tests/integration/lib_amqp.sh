@@ -2,7 +2,8 @@
 # tests/runtime/lib.sh: a real RabbitMQ (Debian's rabbitmq-server) on
 # loopback ports of its own, with its own node name, data and log dirs,
 # its own epmd (ERL_EPMD_PORT) and HOME (the Erlang cookie) under $T;
-# never the system service.  Also readers for metrics, status, outbox.
+# never the system service.  bg and the readers for metrics, status and
+# outbox are in lib_broker.sh.
 : "${AMQP_REC:?}" "${PRODUCER:?}"
 
 RMQ_BIN=/usr/lib/rabbitmq/bin
@@ -10,7 +11,7 @@ RMQ_BIN=/usr/lib/rabbitmq/bin
     fail "rabbitmq-server not installed (sh tests/install-deps.sh)"
 BPID=""
 BPORT=""
-BG_PIDS=""
+. "$SRC_DIR/tests/integration/lib_broker.sh"
 
 # The node's own pid (rabbitmq-server runs it as a child, not by exec).
 node_pid() {
@@ -29,25 +30,10 @@ amqp_cleanup() {
         n=$((n + 1))
     done
     epmd_stop
-    for p in $BG_PIDS; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in $BG_PIDS; do
-        n=0
-        while kill -0 "$p" 2>/dev/null && [ $n -lt 20 ]; do
-            sleep 0.05
-            n=$((n + 1))
-        done
-        kill -KILL "$p" 2>/dev/null || true
-    done
+    bg_stop
     cleanup
 }
 trap amqp_cleanup EXIT
-
-bg() {
-    "$@" &
-    BG_PIDS="$BG_PIDS $!"
-}
 
 # The broker's environment: everything under $T/rmq, ports from BPORT
 # (AMQP), BPORT+1 (distribution), BPORT+2 (epmd).
@@ -123,43 +109,4 @@ broker_stop() {
     wait "$BPID" 2>/dev/null || true
     rm -f "$T/rmq/pid"
     BPID=""
-}
-
-# metric NAME INSTANCE: a plugin metric's value (0 when absent).
-metric() {
-    v=$(cli metrics 2>/dev/null | sed -n "s/^cairn_$1{plugin=\"$2\"} //p")
-    echo "${v:-0}"
-}
-
-metric_ge() {
-    [ "$(metric "$1" "$2" | cut -d. -f1)" -ge "$3" ]
-}
-
-status() {
-    cli plugins 2>/dev/null | awk -v n="$1" '$1 == n' |
-        sed 's/^.*[0-9]  *[0-9]  *[0-9]  *//'
-}
-
-status_has() {
-    status "$1" | grep -q -- "$2"
-}
-
-depth() {
-    cli outbox 2>/dev/null | awk -v d="$1" '$1 == d { print $2 }'
-}
-
-depth_is() {
-    [ "$(depth "$1")" = "$2" ]
-}
-
-depth_over() {
-    [ "$(depth "$1")" -gt "$2" ]
-}
-
-lines() {
-    if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi
-}
-
-lines_ge() {
-    [ "$(lines "$1")" -ge "$2" ]
 }

@@ -1,41 +1,25 @@
 # lib_mqtt.sh - shared by the MQTT integration tests, sourced after
 # tests/runtime/lib.sh: a real mosquitto on a loopback port of its own
 # (own config file and persistence dir under $T, never the system
-# service), the recorder, and readers for metrics, status and outbox.
+# service) and the recorder; bg and the readers for metrics, status and
+# outbox are in lib_broker.sh.
 : "${MQTT_REC:?}" "${PRODUCER:?}"
 
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 [ -x "$MOSQUITTO" ] || fail "mosquitto not installed (sh tests/install-deps.sh)"
 BPID=""
 BPORT=""
-BG_PIDS=""
+. "$SRC_DIR/tests/integration/lib_broker.sh"
 
 mqtt_cleanup() {
     if [ -n "$BPID" ]; then
         kill -CONT "$BPID" 2>/dev/null || true
         kill -KILL "$BPID" 2>/dev/null || true
     fi
-    # TERM first: `cairn sub` then removes its socket file.
-    for p in $BG_PIDS; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in $BG_PIDS; do
-        n=0
-        while kill -0 "$p" 2>/dev/null && [ $n -lt 20 ]; do
-            sleep 0.05
-            n=$((n + 1))
-        done
-        kill -KILL "$p" 2>/dev/null || true
-    done
+    bg_stop
     cleanup
 }
 trap mqtt_cleanup EXIT
-
-# bg COMMAND...: runs COMMAND in the background, killed at exit; $! is it.
-bg() {
-    "$@" &
-    BG_PIDS="$BG_PIDS $!"
-}
 
 # broker_conf PORT: the broker's config (listener, persistence, limits)
 # followed by $T/broker.extra if the test wrote one, with @PORT1@ there
@@ -108,32 +92,6 @@ broker_rotate() {
     : >"$T/broker.log"
 }
 
-# metric NAME INSTANCE: a plugin metric's value (0 when absent).
-metric() {
-    v=$(cli metrics 2>/dev/null | sed -n "s/^cairn_$1{plugin=\"$2\"} //p")
-    echo "${v:-0}"
-}
-
-# metric_ge NAME INSTANCE MIN: true when the metric is at least MIN.
-metric_ge() {
-    [ "$(metric "$1" "$2" | cut -d. -f1)" -ge "$3" ]
-}
-
-# status INSTANCE: the plugin's status line from `cairn plugins`.
-status() {
-    cli plugins 2>/dev/null | awk -v n="$1" '$1 == n' |
-        sed 's/^.*[0-9]  *[0-9]  *[0-9]  *//'
-}
-
-status_has() {
-    status "$1" | grep -q -- "$2"
-}
-
-# depth DEST: messages waiting in DEST's outbox.
-depth() {
-    cli outbox 2>/dev/null | awk -v d="$1" '$1 == d { print $2 }'
-}
-
 # depth_now DEST: as depth, asking again (at most 50 times) while the
 # admin does not answer, e.g. a daemon that is still busy starting.
 depth_now() {
@@ -145,21 +103,4 @@ depth_now() {
         n=$((n + 1))
     done
     echo "$d"
-}
-
-depth_is() {
-    [ "$(depth "$1")" = "$2" ]
-}
-
-depth_over() {
-    [ "$(depth "$1")" -gt "$2" ]
-}
-
-# lines FILE: its line count (0 if missing).
-lines() {
-    if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi
-}
-
-lines_ge() {
-    [ "$(lines "$1")" -ge "$2" ]
 }

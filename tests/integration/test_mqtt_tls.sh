@@ -7,30 +7,8 @@
 # verification is on by default.
 . "$SRC_DIR/tests/runtime/lib.sh"
 . "$SRC_DIR/tests/integration/lib_mqtt.sh"
-command -v openssl >/dev/null || fail "openssl not installed"
 
-P="$T/pki"
-mkdir -p "$P"
-cert() { # NAME SUBJECT [CA] [SAN]
-    if [ -z "${3:-}" ]; then
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-            -nodes -keyout "$P/$1.key" -out "$P/$1.crt" -days 2 -subj "$2" \
-            2>>"$T/openssl.log"
-        return
-    fi
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$P/$1.key" -out "$P/$1.csr" -subj "$2" 2>>"$T/openssl.log"
-    printf '%s\n' "${4:-basicConstraints=CA:FALSE}" >"$P/$1.ext"
-    openssl x509 -req -in "$P/$1.csr" -CA "$P/$3.crt" -CAkey "$P/$3.key" \
-        -CAcreateserial -out "$P/$1.crt" -days 2 -extfile "$P/$1.ext" \
-        2>>"$T/openssl.log"
-}
-cert ca "/CN=cairn test CA" || fail "openssl: CA"
-cert other "/CN=some other CA" || fail "openssl: second CA"
-cert server "/CN=localhost" ca "subjectAltName=DNS:localhost,IP:127.0.0.1" ||
-    fail "openssl: server certificate"
-cert client "/CN=rt-test" ca || fail "openssl: client certificate"
-ok "certificates made"
+pki_make
 
 cat >"$T/broker.extra" <<EOF2
 listener @PORT1@ 127.0.0.1
