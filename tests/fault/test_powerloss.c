@@ -188,6 +188,7 @@ pl_phase(const char *name, int sync, int cuts, totals *tt)
         if (ledger_check(ep->path, "sink", ep->st, NMSG, &c, err,
                          sizeof(err)) != 0) {
             printf("FAIL: %s cut %d: %s\n", name, cut, err);
+            free(ep);
             return 1;
         }
         printf("%s cut %d at write %" PRIu64 ": %u files unsynced, sectors"
@@ -205,12 +206,14 @@ pl_phase(const char *name, int sync, int cuts, totals *tt)
         if (!c.integrity_ok) {
             printf("FAIL: %s cut %d: integrity_check: %s\n", name, cut,
                    c.integrity);
+            free(ep);
             return 1;
         }
         if (c.duplicated + c.unexpected + c.reordered != 0 ||
             (sync == CAIRNI_SYNC_FULL && c.lost != 0)) {
             printf("FAIL: %s cut %d broke the ledger (dir %s kept)\n", name,
                    cut, ep->dir);
+            free(ep);
             return 1;
         }
     }
@@ -223,6 +226,9 @@ pl_phase(const char *name, int sync, int cuts, totals *tt)
 int
 main(int argc, char **argv)
 {
+    /* Line by line: a failure's reason must reach the log even when the
+     * process then ends in a sanitizer's abort. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 0;
     int      full_cuts = argc > 2 ? atoi(argv[2]) : 200;
     int      normal_cuts = argc > 3 ? atoi(argv[3]) : 30;
