@@ -24,8 +24,9 @@
 #include <sqlite3.h>
 
 typedef struct pv_sector {
-    int64_t off;
-    uint8_t old[PVFS_SECTOR];
+    int64_t  off;
+    uint32_t lo, hi; /* bytes of the sector written since the sync */
+    uint8_t  old[PVFS_SECTOR];
 } pv_sector;
 
 typedef struct pv_node {
@@ -121,15 +122,15 @@ pv_node_drop(const char *path)
     }
 }
 
-static bool
-pv_saved(const pv_node *n, int64_t off)
+static pv_sector *
+pv_find(const pv_node *n, int64_t off)
 {
     for (size_t i = 0; i < n->nsec; i++) {
         if (n->sec[i]->off == off) {
-            return true;
+            return n->sec[i];
         }
     }
-    return false;
+    return NULL;
 }
 
 /* Saves the platter's copy of the sector at off unless saved already. */
@@ -137,7 +138,7 @@ static int
 pv_save(pv_file *f, int64_t off)
 {
     pv_node *n = f->node;
-    if (pv_saved(n, off)) {
+    if (pv_find(n, off) != NULL) {
         return SQLITE_OK;
     }
     if (n->nsec == n->cap) {
@@ -154,6 +155,8 @@ pv_save(pv_file *f, int64_t off)
         return SQLITE_IOERR_NOMEM;
     }
     s->off = off;
+    s->lo = PVFS_SECTOR;
+    s->hi = 0;
     int rc = f->real->pMethods->xRead(f->real, s->old, PVFS_SECTOR, off);
     if (rc != SQLITE_OK && rc != SQLITE_IOERR_SHORT_READ) {
         free(s);
@@ -163,13 +166,23 @@ pv_save(pv_file *f, int64_t off)
     return SQLITE_OK;
 }
 
+/* Saves every sector [from, to) touches and widens the part of each that
+ * was written since the sync: only those bytes are at risk in a cut. */
 static int
 pv_save_range(pv_file *f, int64_t from, int64_t to)
 {
     int rc = SQLITE_OK;
     for (int64_t off = from / PVFS_SECTOR * PVFS_SECTOR;
          off < to && rc == SQLITE_OK; off += PVFS_SECTOR) {
-        rc = pv_save(f, off);
+        if ((rc = pv_save(f, off)) == SQLITE_OK) {
+            pv_sector *s = pv_find(f->node, off);
+            uint32_t   lo = (uint32_t)((from > off ? from : off) - off);
+            uint32_t   hi = (uint32_t)((to < off + PVFS_SECTOR ? to
+                                                           : off + PVFS_SECTOR) -
+                                     off);
+            s->lo = lo < s->lo ? lo : s->lo;
+            s->hi = hi > s->hi ? hi : s->hi;
+        }
     }
     return rc;
 }
@@ -326,7 +339,9 @@ static int
 pv_devchar(sqlite3_file *p)
 {
     (void)p;
-    return 0; /* no powersafe overwrite: a whole sector is at risk */
+    /* Powersafe overwrite: a cut damages only the bytes being written,
+     * not the synced bytes beside them in the same sector. */
+    return SQLITE_IOCAP_POWERSAFE_OVERWRITE;
 }
 
 static int
@@ -577,16 +592,17 @@ pv_settle(int fd, const pv_sector *s, bool undone, pvfs_report *r)
         memcpy(now, s->old, sizeof(now));
         r->dropped++;
         break;
-    case 2: { /* torn: the first blocks new, the rest old */
-        size_t cut = 512 * (1 + pv_rand_locked() % (PVFS_SECTOR / 512 - 1));
-        memcpy(now + cut, s->old + cut, sizeof(now) - cut);
+    case 2: { /* torn: the written part's first blocks new, the rest old */
+        size_t cut = s->lo + 512 * (pv_rand_locked() % (PVFS_SECTOR / 512));
+        if (cut < s->hi) {
+            memcpy(now + cut, s->old + cut, s->hi - cut);
+        }
         r->torn++;
         break;
     }
-    default:
-        for (size_t i = 0; i < sizeof(now); i += 8) {
-            uint64_t x = pv_rand_locked();
-            memcpy(now + i, &x, 8);
+    default: /* garbage where it was written */
+        for (size_t i = s->lo; i < s->hi; i++) {
+            now[i] = (uint8_t)pv_rand_locked();
         }
         r->garbage++;
         break;

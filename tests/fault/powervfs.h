@@ -14,11 +14,16 @@
  * sync, truncate and delete fails, as if the machine had stopped.  The
  * test then closes everything and calls pvfs_restart, which decides, per
  * unsynced sector, with the seeded generator: the new data made it, the
- * write was dropped (synced data back), the sector is torn (its first
- * 512-byte blocks new, the rest old), or it holds garbage; and per file
- * whether an unsynced size change survived.  The device reports no
- * powersafe-overwrite property, so SQLite expects whole sectors to be at
- * risk and pads WAL commits to sector boundaries.
+ * write was dropped (synced data back), the write is torn (its first
+ * 512-byte blocks new, the rest old), or the bytes written hold garbage;
+ * and per file whether an unsynced size change survived.  Only the bytes
+ * written since the sync are at risk: the device has the
+ * powersafe-overwrite property, as SQLite assumes of Linux filesystems
+ * by default.  (Without it, a torn write may also wreck the synced bytes
+ * beside it in the sector; SQLite pads each WAL commit to a sector
+ * boundary, but after a cut that destroyed the padding's unsynced tail
+ * the next transaction is appended inside the commit's last sector, and
+ * such a device can then take a committed transaction with it.)
  *
  * I/O errors: pvfs_fail makes writes or syncs fail (EIO or ENOSPC, as the
  * unix VFS reports them) from the next one on, count times.
