@@ -255,8 +255,8 @@ rec_pub(int port, const char *exchange, const char *key, long first, long n,
         char                    id[64], text[64];
         amqp_basic_properties_t p;
         memset(&p, 0, sizeof(p));
-        snprintf(id, sizeof(id), "00000000-0000-7000-8000-%012ld",
-                 i % 1000000000000L);
+        snprintf(id, sizeof(id), "00000000-0000-7000-8000-%012lld",
+                 (long long)i % 1000000000000LL);
         snprintf(text, sizeof(text), "{\"seq\":%ld}", i);
         p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
         p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
