@@ -1,6 +1,7 @@
 /*
  * floor.c - the footprint floor: a process that loads and initializes
- * what cairnd is built on (libc with pthreads, nng, libcbor, libyaml) and
+ * what cairnd is built on (libc with pthreads, nng, libcbor, libyaml,
+ * SQLite) and
  * then idles, so that footprint.sh can set cairnd's idle memory next to
  * what these libraries cost by themselves, measured in the same run.
  *
@@ -8,7 +9,9 @@
  * cairnd does: NNG starts its task, timer and resolver threads with the
  * first socket, and an ipc listener is what cairnd's admin socket is;
  * libcbor encodes and decodes one small map; libyaml parses one small
- * document.  Then it prints "ready" and waits for SIGTERM or SIGINT.
+ * document; SQLite opens a database in WAL mode, as cairnd's store does,
+ * writes one row and keeps it open.  Then it prints "ready" and waits for
+ * SIGTERM or SIGINT.
  *
  *   footprint_floor DIR    listens on ipc://DIR/floor.sock
  */
@@ -20,6 +23,7 @@
 #include <cbor.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <sqlite3.h>
 #include <yaml.h>
 
 static int
@@ -88,10 +92,29 @@ floor_yaml(void)
     return ok ? 0 : -1;
 }
 
+static int
+floor_sqlite(const char *dir, sqlite3 **db)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/floor.db", dir);
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK ||
+        sqlite3_exec(*db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                     " CREATE TABLE IF NOT EXISTS t(x BLOB);"
+                     " INSERT INTO t VALUES (x'00');",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        fprintf(stderr, "floor: sqlite: %s\n", sqlite3_errmsg(*db));
+        return -1;
+    }
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     nng_socket s;
+    sqlite3   *db = NULL;
     sigset_t   set;
     int        sig;
 
@@ -106,12 +129,13 @@ main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (floor_nng(argv[1], &s) != 0 || floor_cbor() != 0 ||
-        floor_yaml() != 0) {
+        floor_yaml() != 0 || floor_sqlite(argv[1], &db) != 0) {
         return 1;
     }
     printf("ready\n");
     fflush(stdout);
     sigwait(&set, &sig);
     nng_close(s);
+    sqlite3_close(db);
     return 0;
 }

@@ -11,7 +11,7 @@
 #
 # For HOST_BUILD, which must run here: the idle RSS and PSS of cairnd with
 # three plugins, next to those of the floor (floor.c: a process that only
-# loads and initializes nng, libcbor, libyaml and libc), measured in the
+# loads and initializes nng, libcbor, libyaml, SQLite and libc), measured in the
 # same run.  Target: cairnd's RSS at most 1.25x the floor's (and at most
 # 4 MiB).  "Idle" is after the admin socket answers and a settling time.
 #
@@ -230,10 +230,10 @@ pratio=$(awk -v a="$PSS" -v b="$FPSS" 'BEGIN { printf "%.2f", a / b }')
 met=$(awk -v r="$ratio" -v a="$RSS" 'BEGIN { print (r <= 1.25 && a <= 4096) ? "met" : "OVER" }')
 echo
 echo "== idle memory on this host ($(uname -m)), KiB"
-printf '%-34s %8s %8s\n' "" RSS PSS
-printf '%-34s %8d %8d\n' "cairnd, 3 plugins" "$RSS" "$PSS"
-printf '%-34s %8d %8d\n' "floor (nng, cbor, yaml, libc)" "$FRSS" "$FPSS"
-printf '%-34s %8s %8s   target RSS <= 1.25x floor and <= 4096 KiB: %s\n' \
+printf '%-38s %8s %8s\n' "" RSS PSS
+printf '%-38s %8d %8d\n' "cairnd, 3 plugins" "$RSS" "$PSS"
+printf '%-38s %8d %8d\n' "floor (nng, cbor, yaml, sqlite, libc)" "$FRSS" "$FPSS"
+printf '%-38s %8s %8s   target RSS <= 1.25x floor and <= 4096 KiB: %s\n' \
     "cairnd / floor" "$ratio" "$pratio" "$met"
 echo "(median of $ROUNDS rounds; RSS ratios: $ALL)"
 echo "cairnd's CPU while idle: $CPU% of one core"
